@@ -1,0 +1,201 @@
+"""``ser extract``: labelled corpora to feature Parquet shards, one Ray task per manifest shard.
+
+Output folder (local or ``s3://``)::
+
+    OUT/manifest.parquet          every usable utterance with its split
+    OUT/features/shard-*.parquet  feature windows (schema: ser_core.schema.features_schema)
+    OUT/errors/shard-*.parquet    per-shard decode failures
+    OUT/errors.parquet            all rejects: unparsable names, unknown labels, decode failures
+    OUT/metadata.json             feature spec and version, counts, timing
+
+Each shard's file names carry a hash of its contents and configuration; a rerun skips shards already
+written and removes shards that no longer belong to the plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import posixpath
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import ray
+from tqdm import tqdm
+
+from jobs.ray_runtime import ensure_ray
+from ser_core import storage
+from ser_core.audio import AudioDecodeError
+from ser_core.corpora import scan_corpus
+from ser_core.featurize import ExtractConfig, featurize_utterance, rows_to_table
+from ser_core.manifest import CorpusScan, Rejected, Utterance, rejected_to_frame, utterances_to_frame
+from ser_core.schema import ERRORS, MANIFEST
+from ser_core.splits import SplitConfig, assign_splits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractJobConfig:
+    """Everything ``ser extract`` needs."""
+
+    corpora: tuple[tuple[str, str], ...]
+    out: str
+    extract: ExtractConfig = ExtractConfig()
+    splits: SplitConfig = SplitConfig()
+    shard_size: int = 40
+    cpus_per_task: float = 1.0
+    ray_address: str | None = None
+    local_cpus: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class ExtractSummary:
+    """Counts and timing of one extraction run (also written to ``metadata.json``)."""
+
+    utterances: int = 0
+    windows: int = 0
+    errors: int = 0
+    shards_total: int = 0
+    shards_skipped: int = 0
+    audio_seconds: float = 0.0  # decoded in this run (skipped shards excluded)
+    wall_seconds: float = 0.0
+    per_corpus: dict = field(default_factory=dict)
+
+
+def scan_all(corpora: tuple[tuple[str, str], ...]) -> CorpusScan:
+    """Scan every ``(name, root)``; a second utterance with an id already seen is rejected, not duplicated."""
+    scan = CorpusScan()
+    for name, root in corpora:
+        scan.extend(scan_corpus(name, root))
+    seen: set[str] = set()
+    unique: list[Utterance] = []
+    for utt in scan.utterances:
+        if utt.utterance_id in seen:
+            scan.rejected.append(Rejected(utt.uri, utt.corpus, "manifest", f"duplicate of utterance {utt.utterance_id}"))
+        else:
+            seen.add(utt.utterance_id)
+            unique.append(utt)
+    scan.utterances = unique
+    return scan
+
+
+def _shard_key(utts: list[Utterance], splits: dict[str, str], config: ExtractConfig) -> str:
+    digest = hashlib.sha256(repr(config).encode())
+    for utt in utts:
+        digest.update(f"{utt.utterance_id}|{utt.uri}|{utt.emotion}|{splits[utt.utterance_id]}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def featurize_shard(utts: list[Utterance], splits: dict[str, str], config: ExtractConfig, features_uri: str, errors_uri: str) -> dict:
+    """Featurize one shard and write its feature and error files; decode failures become error rows."""
+    rows: list[dict] = []
+    errors: list[dict] = []
+    seconds = 0.0
+    for utt in utts:
+        try:
+            utt_rows, utt_seconds = featurize_utterance(utt, splits[utt.utterance_id], config)
+        except AudioDecodeError as err:
+            errors.append({"uri": utt.uri, "corpus": utt.corpus, "stage": "decode", "reason": err.reason})
+            continue
+        rows.extend(utt_rows)
+        seconds += utt_seconds
+    storage.write_parquet_atomic(rows_to_table(rows, config.spec), features_uri)
+    # The errors file is written last: its presence marks the shard as complete.
+    storage.write_parquet_atomic(pa.Table.from_pylist(errors, schema=ERRORS), errors_uri)
+    return {"windows": len(rows), "errors": len(errors), "audio_seconds": seconds, "utterances": len(utts) - len(errors)}
+
+
+def _existing(folder: str) -> set[str]:
+    if not storage.exists(folder):
+        return set()
+    return {posixpath.basename(uri.replace("\\", "/")) for uri in storage.list_files(folder, (".parquet",))}
+
+
+def run_extract(config: ExtractJobConfig) -> ExtractSummary:
+    """Run the extraction job and return its summary."""
+    started = time.time()
+    scan = scan_all(config.corpora)
+    splits = assign_splits(scan.utterances, config.splits)
+    storage.makedirs(config.out)
+
+    manifest = utterances_to_frame(scan.utterances)
+    manifest["split"] = [splits[u] for u in manifest["utterance_id"]]
+    storage.write_parquet_atomic(pa.Table.from_pandas(manifest, schema=MANIFEST, preserve_index=False), storage.join(config.out, "manifest.parquet"))
+
+    ordered = sorted(scan.utterances, key=lambda u: u.utterance_id)
+    shards = [ordered[i : i + config.shard_size] for i in range(0, len(ordered), config.shard_size)]
+    features_dir, errors_dir = storage.join(config.out, "features"), storage.join(config.out, "errors")
+    planned = []
+    for index, shard in enumerate(shards):
+        name = f"shard-{index:05d}-{_shard_key(shard, splits, config.extract)}.parquet"
+        planned.append((name, shard))
+    names = {name for name, _ in planned}
+    done_features, done_errors = _existing(features_dir), _existing(errors_dir)
+    for folder, present in ((features_dir, done_features), (errors_dir, done_errors)):
+        for stale in sorted(present - names):
+            log.info("removing stale shard %s from an earlier plan", stale)
+            fs, path = storage.filesystem(storage.join(folder, stale))
+            fs.rm(path)
+
+    todo = [(name, shard) for name, shard in planned if not (name in done_features and name in done_errors)]
+    summary = ExtractSummary(shards_total=len(planned), shards_skipped=len(planned) - len(todo))
+    if todo:
+        ensure_ray(config.ray_address, config.local_cpus)
+        task = ray.remote(featurize_shard).options(num_cpus=config.cpus_per_task, max_retries=3)
+        splits_ref = ray.put(splits)
+        pending = {
+            task.remote(shard, splits_ref, config.extract, storage.join(features_dir, name), storage.join(errors_dir, name)): len(shard)
+            for name, shard in todo
+        }
+        with tqdm(total=sum(pending.values()), unit="file", desc="extract", disable=not config.progress) as bar:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                summary.audio_seconds += ray.get(ready[0])["audio_seconds"]
+                bar.update(pending.pop(ready[0]))
+
+    summary.wall_seconds = time.time() - started
+    _finish(config, scan, summary)
+    return summary
+
+
+def _finish(config: ExtractJobConfig, scan: CorpusScan, summary: ExtractSummary) -> None:
+    """Aggregate shard results into ``errors.parquet`` and ``metadata.json`` (counts cover skipped shards too)."""
+    features = storage.read_parquet(storage.join(config.out, "features")).select(["utterance_id", "corpus", "split", "emotion", "copy"])
+    shard_errors = storage.read_parquet(storage.join(config.out, "errors"))
+    all_errors = pa.concat_tables([pa.Table.from_pandas(rejected_to_frame(scan.rejected), schema=ERRORS, preserve_index=False), shard_errors.cast(ERRORS)])
+    storage.write_parquet_atomic(all_errors, storage.join(config.out, "errors.parquet"))
+
+    frame = features.to_pandas()
+    originals = frame[frame["copy"] == 0].drop_duplicates("utterance_id")
+    summary.utterances = len(originals)
+    summary.windows = len(frame)
+    summary.errors = all_errors.num_rows
+    summary.per_corpus = {
+        corpus: {
+            "utterances": int(len(group)),
+            "splits": {k: int(v) for k, v in Counter(group["split"]).items()},
+            "emotions": {k: int(v) for k, v in Counter(group["emotion"]).items()},
+        }
+        for corpus, group in originals.groupby("corpus")
+    }
+    metadata = {
+        "feature_version": config.extract.spec.version,
+        "feature_spec": config.extract.spec.to_dict(),
+        "feature_names": config.extract.spec.feature_names,
+        "window_shape": list(config.extract.spec.window_shape),
+        "augment_copies": config.extract.augment_copies,
+        "augment_policy": dataclasses.asdict(config.extract.policy),
+        "augment_splits": list(config.extract.augment_splits),
+        "split_config": dataclasses.asdict(config.splits),
+        "corpora": [list(c) for c in config.corpora],
+        "files_found": len(scan.utterances) + len(scan.rejected),
+        "summary": dataclasses.asdict(summary),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    storage.write_bytes_atomic(storage.join(config.out, "metadata.json"), json.dumps(metadata, indent=2).encode())

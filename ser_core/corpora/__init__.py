@@ -1,0 +1,39 @@
+"""Corpus recipes: one module per corpus, each turning a root folder or URI into a :class:`CorpusScan`.
+
+>>> scan = scan_corpus("ravdess", "../shared/corpora/ravdess")  # doctest: +SKIP
+>>> scan.utterances[0].emotion, len(scan.rejected)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ser_core.corpora import cremad, csv_manifest, ravdess, tess
+from ser_core.manifest import CorpusScan
+
+RECIPES: dict[str, Callable[[str], CorpusScan]] = {
+    "ravdess": ravdess.scan,
+    "tess": tess.scan,
+    "cremad": cremad.scan,
+    "manifest": csv_manifest.scan,
+}
+
+
+def scan_corpus(name: str, root: str) -> CorpusScan:
+    """Scan one corpus by recipe ``name`` (``ravdess``, ``tess``, ``cremad`` or ``manifest``)."""
+    try:
+        recipe = RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown corpus {name!r}; known: {', '.join(RECIPES)}") from None
+    return recipe(root)
+
+
+def parse_corpus_option(value: str) -> tuple[str, str]:
+    """Split a CLI ``NAME=PATH`` corpus option."""
+    name, sep, root = value.partition("=")
+    if not sep or not name or not root:
+        raise ValueError(f"expected NAME=PATH, got {value!r}")
+    name = name.strip().lower()
+    if name not in RECIPES:
+        raise ValueError(f"unknown corpus {name!r}; known: {', '.join(RECIPES)}")
+    return name, root

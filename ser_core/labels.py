@@ -1,0 +1,29 @@
+"""The canonical emotion label set, shared by every corpus, the model and the reports."""
+
+from __future__ import annotations
+
+EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
+"""Canonical labels, in the order of the model's outputs and the reports' ``prob_*`` columns."""
+
+NEGATIVE_EMOTIONS: frozenset[str] = frozenset({"sad", "angry", "fear", "disgust"})
+
+# Circumplex coordinates (valence, arousal) in [-1, 1], after Russell (1980) and the placements
+# used by dimensional SER corpora (e.g. MSP-Podcast); a window's valence/arousal is the
+# probability-weighted mean of these.
+VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
+    "neutral": (0.0, 0.0),
+    "happy": (0.8, 0.5),
+    "sad": (-0.7, -0.5),
+    "angry": (-0.6, 0.8),
+    "fear": (-0.6, 0.6),
+    "disgust": (-0.7, 0.2),
+    "surprise": (0.3, 0.8),
+}
+
+
+def label_index(emotion: str) -> int:
+    """Position of a canonical ``emotion`` in :data:`EMOTIONS`; ``ValueError`` for anything else."""
+    try:
+        return EMOTIONS.index(emotion)
+    except ValueError:
+        raise ValueError(f"unknown emotion {emotion!r}; canonical labels are {', '.join(EMOTIONS)}") from None
