@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import click
 import pyarrow as pa
 import ray
 from tqdm import tqdm
@@ -30,7 +31,8 @@ from tqdm import tqdm
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
 from ser_core.audio import AudioDecodeError
-from ser_core.corpora import scan_corpus
+from ser_core.augment import AugmentPolicy
+from ser_core.corpora import parse_corpus_option, scan_corpus
 from ser_core.featurize import ExtractConfig, featurize_utterance, rows_to_table
 from ser_core.manifest import CorpusScan, Rejected, Utterance, rejected_to_frame, utterances_to_frame
 from ser_core.schema import ERRORS, MANIFEST
@@ -199,3 +201,49 @@ def _finish(config: ExtractJobConfig, scan: CorpusScan, summary: ExtractSummary)
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     storage.write_bytes_atomic(storage.join(config.out, "metadata.json"), json.dumps(metadata, indent=2).encode())
+
+
+def corpus_options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Parse repeated ``--corpus NAME=PATH`` options (shared by every command that reads corpora)."""
+    try:
+        return tuple(parse_corpus_option(v) for v in values)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--corpus") from None
+
+
+@click.command("extract")
+@click.option("--corpus", "corpora", multiple=True, required=True, metavar="NAME=PATH",
+              help="ravdess=DIR, tess=DIR, cremad=DIR or manifest=CSV; local or s3://. Repeatable.")
+@click.option("--out", required=True, help="Output folder or s3:// prefix.")
+@click.option("--augment", default=0, show_default=True, help="Augmented copies per training utterance.")
+@click.option("--augment-seed", default=0, show_default=True)
+@click.option("--validation-fraction", default=0.15, show_default=True, help="Share of speakers (TESS: words) for validation.")
+@click.option("--test-fraction", default=0.15, show_default=True, help="Share of speakers (TESS: words) for test.")
+@click.option("--split-seed", default=0, show_default=True)
+@click.option("--shard-size", default=40, show_default=True, help="Utterances per Ray task and Parquet shard.")
+@click.option("--cpus-per-task", default=1.0, show_default=True)
+@click.option("--workers", type=int, default=None, help="CPUs of the local in-process Ray (default: all).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+@click.option("--no-progress", is_flag=True)
+def cli(corpora, out, augment, augment_seed, validation_fraction, test_fraction, split_seed, shard_size,
+            cpus_per_task, workers, ray_address, no_progress) -> None:
+    """Extract features from labelled corpora into Parquet shards."""
+    config = ExtractJobConfig(
+        corpora=corpus_options(corpora),
+        out=out,
+        extract=ExtractConfig(augment_copies=augment, policy=AugmentPolicy(seed=augment_seed)),
+        splits=SplitConfig(validation=validation_fraction, test=test_fraction, seed=split_seed),
+        shard_size=shard_size,
+        cpus_per_task=cpus_per_task,
+        ray_address=ray_address,
+        local_cpus=workers,
+        progress=not no_progress,
+    )
+    summary = run_extract(config)
+    click.echo(
+        f"extracted {summary.utterances} utterances into {summary.windows} windows; {summary.errors} files rejected "
+        f"(see {out}/errors.parquet); {summary.shards_skipped}/{summary.shards_total} shards already done; "
+        f"{summary.wall_seconds:.1f} s"
+    )
+    for corpus, counts in summary.per_corpus.items():
+        click.echo(f"  {corpus}: {json.dumps(counts)}")

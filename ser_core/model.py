@@ -1,0 +1,224 @@
+"""The emotion CNN and the model bundle (weights + labels + feature spec + normalisation + metrics).
+
+Keras here is ``tf_keras`` (Keras 2), used explicitly everywhere: Keras 3's ``fit()`` fails under
+``MultiWorkerMirroredStrategy`` (keras-team/keras#20585), which Ray Train's TensorflowTrainer uses.
+
+A bundle is a folder::
+
+    model.keras    the Keras model (loaded with safe_mode=True)
+    bundle.json    labels, feature spec and version, normalisation, data summary, metrics, provenance
+    MODEL_CARD.md  a short human-readable card
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ser_core.features import FeatureSpec
+from ser_core.labels import EMOTIONS
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+BUNDLE_FILE = "bundle.json"
+MODEL_FILE = "model.keras"
+CARD_FILE = "MODEL_CARD.md"
+BUNDLED_MODEL_DIR = Path(__file__).with_name("bundled_model")
+
+
+class BundleError(ValueError):
+    """A model bundle that is missing, malformed, or incompatible with this extractor."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture knobs of :func:`build_model`."""
+
+    filters: tuple[int, ...] = (96, 128, 160)
+    kernel_size: int = 5
+    dropout: float = 0.3
+    time_masks: int = 2
+    time_mask_frames: int = 25
+    feature_masks: int = 2
+    feature_mask_bins: int = 8
+    l2: float = 1e-4
+
+
+def _keras():
+    import tf_keras
+
+    return tf_keras
+
+
+def _register_layers():
+    keras = _keras()
+    tf = __import__("tensorflow")
+
+    @keras.saving.register_keras_serializable(package="ser")
+    class SpecAugment(keras.layers.Layer):
+        """SpecAugment-style masking (Park et al. 2019): random time and feature stripes set to zero; training only."""
+
+        def __init__(self, time_masks=2, time_mask_frames=25, feature_masks=2, feature_mask_bins=8, **kwargs):
+            super().__init__(**kwargs)
+            self.time_masks = time_masks
+            self.time_mask_frames = time_mask_frames
+            self.feature_masks = feature_masks
+            self.feature_mask_bins = feature_mask_bins
+
+        def _mask(self, shape, axis_len, count, width, axis):
+            batch = shape[0]
+            positions = tf.range(axis_len)[tf.newaxis, :]
+            keep = tf.ones((batch, axis_len), tf.bool)
+            for _ in range(count):
+                w = tf.random.uniform((batch, 1), 0, width + 1, tf.int32)
+                start = tf.random.uniform((batch, 1), 0, tf.maximum(axis_len - w, 1), tf.int32)
+                keep &= ~((positions >= start) & (positions < start + w))
+            keep = tf.cast(keep, tf.float32)
+            return keep[:, :, tf.newaxis] if axis == 1 else keep[:, tf.newaxis, :]
+
+        def call(self, inputs, training=None):
+            if not training:
+                return inputs
+            shape = tf.shape(inputs)
+            masked = inputs * self._mask(shape, shape[1], self.time_masks, self.time_mask_frames, 1)
+            return masked * self._mask(shape, shape[2], self.feature_masks, self.feature_mask_bins, 2)
+
+        def get_config(self):
+            return {
+                **super().get_config(),
+                "time_masks": self.time_masks,
+                "time_mask_frames": self.time_mask_frames,
+                "feature_masks": self.feature_masks,
+                "feature_mask_bins": self.feature_mask_bins,
+            }
+
+    return SpecAugment
+
+
+_LAYERS: dict = {}
+
+
+def custom_layers() -> dict:
+    """The project's registered Keras layers, by class name (registered once per process)."""
+    if not _LAYERS:
+        layer = _register_layers()
+        _LAYERS[layer.__name__] = layer
+    return _LAYERS
+
+
+def build_model(spec: FeatureSpec, config: ModelConfig = ModelConfig(), n_classes: int = len(EMOTIONS)):
+    """A 1-D CNN over time with the frame features as channels, global average+max pooling, softmax output.
+
+    Input: normalised windows of shape ``spec.window_shape``; output: probabilities over ``EMOTIONS``.
+    """
+    keras = _keras()
+    layers, reg = keras.layers, keras.regularizers.l2(config.l2)
+    spec_augment = custom_layers()["SpecAugment"]
+    inputs = keras.Input(shape=spec.window_shape, name="features")
+    x = spec_augment(config.time_masks, config.time_mask_frames, config.feature_masks, config.feature_mask_bins)(inputs)
+    for i, filters in enumerate(config.filters):
+        x = layers.Conv1D(filters, config.kernel_size, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.Activation("relu")(x)
+        if i < len(config.filters) - 1:
+            x = layers.MaxPooling1D(2)(x)
+    pooled = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    x = layers.Dropout(config.dropout)(pooled)
+    x = layers.Dense(64, activation="relu", kernel_regularizer=reg)(x)
+    x = layers.Dropout(config.dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="ser_cnn")
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model bundle. :meth:`predict` takes raw (un-normalised) windows."""
+
+    path: str
+    labels: tuple[str, ...]
+    spec: FeatureSpec
+    mean: np.ndarray
+    std: np.ndarray
+    model: object
+    info: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        """The model version written into every report row."""
+        return self.info["model_version"]
+
+    def normalise(self, windows: np.ndarray) -> np.ndarray:
+        return ((windows - self.mean) / self.std).astype(np.float32)
+
+    def predict(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, shape ``(n, len(labels))``, for raw windows of shape ``(n, *spec.window_shape)``."""
+        if windows.shape[1:] != self.spec.window_shape:
+            raise BundleError(f"windows of shape {windows.shape[1:]} do not match the model's {self.spec.window_shape}")
+        if len(windows) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        x = self.normalise(windows)
+        outputs = [self.model(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(outputs).astype(np.float32)
+
+
+def model_version(model_path: Path) -> str:
+    """``ser-cnn-`` plus a hash of the saved model file: identical weights, identical version."""
+    return "ser-cnn-" + hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
+
+
+def save_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, out: str | Path, info: dict | None = None,
+                card: str | None = None) -> Path:
+    """Write a bundle folder; ``info`` (metrics, data summary, history, ...) is merged into ``bundle.json``."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_FILE)
+    payload = {
+        **(info or {}),
+        "model_version": model_version(folder / MODEL_FILE),
+        "labels": list(EMOTIONS),
+        "feature_version": spec.version,
+        "feature_spec": spec.to_dict(),
+        "normalisation": {"mean": np.asarray(mean, float).tolist(), "std": np.asarray(std, float).tolist()},
+    }
+    (folder / BUNDLE_FILE).write_text(json.dumps(payload, indent=2))
+    if card is not None:
+        (folder / CARD_FILE).write_text(card)
+    return folder
+
+
+def load_bundle(path: str | Path | None = None, expected_spec: FeatureSpec | None = None) -> ModelBundle:
+    """Load a bundle (default: the one shipped in the package) with Keras safe mode.
+
+    Refuses, with :class:`BundleError`, a bundle whose feature version differs from ``expected_spec``'s
+    or from the version its own stored spec hashes to.
+    """
+    folder = Path(path) if path is not None else BUNDLED_MODEL_DIR
+    try:
+        info = json.loads((folder / BUNDLE_FILE).read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{folder}: no {BUNDLE_FILE}; not a model bundle") from None
+    spec = FeatureSpec.from_dict(info["feature_spec"])
+    if spec.version != info["feature_version"]:
+        raise BundleError(f"{folder}: stored feature spec hashes to {spec.version}, bundle says {info['feature_version']}")
+    if expected_spec is not None and expected_spec.version != spec.version:
+        raise BundleError(
+            f"{folder}: model was trained on feature version {spec.version}, the extractor produces {expected_spec.version}"
+        )
+    keras = _keras()
+    model = keras.models.load_model(folder / MODEL_FILE, custom_objects=custom_layers(), safe_mode=True, compile=False)
+    norm = info["normalisation"]
+    return ModelBundle(
+        path=str(folder),
+        labels=tuple(info["labels"]),
+        spec=spec,
+        mean=np.asarray(norm["mean"], np.float32),
+        std=np.asarray(norm["std"], np.float32),
+        model=model,
+        info=info,
+    )
