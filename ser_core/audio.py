@@ -53,6 +53,23 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     return np.ascontiguousarray(out.T, dtype=np.float32)
 
 
+def _wav_data_shortfall(data: bytes) -> int:
+    """Bytes missing from a RIFF/WAVE file's ``data`` chunk (0 when complete or not a WAV).
+
+    libsndfile quietly reads what is there when a WAV was cut short; the declared chunk size tells.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return 0
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk, size = data[offset : offset + 4], int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if chunk == b"data":
+            available = len(data) - offset - 8
+            return size - available if 0 < size < 0xFFFFFFFF and size > available else 0
+        offset += 8 + size + (size & 1)
+    return 0
+
+
 def _read(source: io.BytesIO | str, uri: str) -> tuple[np.ndarray, int]:
     try:
         with sf.SoundFile(source) as snd:
@@ -92,6 +109,9 @@ def decode(uri: str, target_rate: int | None = None, mono: bool = True, data: by
         raise AudioDecodeError(uri, f"unreadable ({err.__class__.__name__}: {err})") from None
     if not data:
         raise AudioDecodeError(uri, "empty file (0 bytes)")
+    shortfall = _wav_data_shortfall(data)
+    if shortfall:
+        raise AudioDecodeError(uri, f"truncated: WAV data chunk is {shortfall} bytes short of its declared size")
     samples, rate = _read(io.BytesIO(data), uri)
     source_channels = samples.shape[0]
     if mono and source_channels > 1:

@@ -12,6 +12,7 @@ never sees energy above 4 kHz behaves the same on narrowband calls and wideband 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -79,10 +80,17 @@ class FeatureSpec:
         return cls(**values)
 
 
+@functools.lru_cache(maxsize=8)
+def mel_basis(spec: FeatureSpec) -> np.ndarray:
+    """The spec's mel filterbank, ``(n_mels, 1 + n_fft // 2)``, built once per process."""
+    return librosa.filters.mel(sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax)
+
+
 def frame_features(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Frame-level features of mono ``samples`` at ``spec.sample_rate``, shape ``(frames, spec.n_features)``.
 
-    One STFT feeds the mel, MFCC and RMS computations.
+    One STFT feeds the mel, MFCC and RMS computations; the mel projection is a plain matrix product with a
+    cached filterbank (``librosa.feature.melspectrogram`` rebuilds the filterbank and uses a slow einsum).
 
     Examples
     --------
@@ -98,9 +106,7 @@ def frame_features(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     magnitude = np.abs(
         librosa.stft(y, n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length, center=True)
     )
-    mel = librosa.feature.melspectrogram(
-        S=magnitude**2, sr=spec.sample_rate, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax
-    )
+    mel = mel_basis(spec) @ (magnitude * magnitude)
     log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=spec.n_mfcc)
     blocks = [log_mel] if spec.logmel else []

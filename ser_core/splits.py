@@ -34,11 +34,18 @@ def _order(group: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
 
 
+def _share(fraction: float, n_groups: int) -> int:
+    if n_groups < 3 or fraction == 0:
+        return 0
+    return max(1, round(fraction * n_groups))
+
+
 def assign_splits(utterances: list[Utterance], config: SplitConfig = SplitConfig()) -> dict[str, str]:
     """Map each ``utterance_id`` to ``train``, ``validation`` or ``test``, whole groups at a time.
 
     Per corpus and gender stratum, the first ``round(test * n)`` groups in hash order go to test, the next
-    ``round(validation * n)`` to validation, the rest to train; strata with a single group stay in train.
+    ``round(validation * n)`` to validation, the rest to train. A stratum of three or more groups gives at least
+    one group to each split with a non-zero fraction; smaller strata stay in train.
     """
     strata: dict[tuple[str, str], set[str]] = defaultdict(set)
     for utt in utterances:
@@ -47,8 +54,8 @@ def assign_splits(utterances: list[Utterance], config: SplitConfig = SplitConfig
     for groups in strata.values():
         ordered = sorted(groups, key=lambda g: _order(g, config.seed))
         n = len(ordered)
-        n_test = round(config.test * n) if n > 2 else 0
-        n_val = round(config.validation * n) if n > 2 else 0
+        n_test = _share(config.test, n)
+        n_val = _share(config.validation, n)
         for i, group in enumerate(ordered):
             group_split[group] = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
     return {utt.utterance_id: group_split[utt.split_group] for utt in utterances}

@@ -36,7 +36,8 @@ def write_speech(path: Path, seconds: float = 2.0, sample_rate: int = 16000, cha
 
 
 def write_corrupt_files(folder: Path) -> dict[str, Path]:
-    """Bad inputs by kind: ``empty`` (0 bytes), ``text`` (not audio), ``truncated`` (WAV cut mid-data), ``header`` (WAV header only)."""
+    """Bad inputs by kind: ``empty`` (0 bytes), ``text`` (not audio), ``truncated`` (WAV cut mid-data),
+    ``header`` (WAV header cut off before its data), ``silent`` (a valid WAV with zero frames)."""
     folder.mkdir(parents=True, exist_ok=True)
     empty = folder / "empty.wav"
     empty.write_bytes(b"")
@@ -49,4 +50,5 @@ def write_corrupt_files(folder: Path) -> dict[str, Path]:
     truncated.write_bytes(raw[: len(raw) // 2])
     header = folder / "header.wav"
     header.write_bytes(raw[:44])
-    return {"empty": empty, "text": text, "truncated": truncated, "header": header}
+    silent = write_audio(folder / "zero-frames.wav", np.zeros(0, np.float32), 16000)
+    return {"empty": empty, "text": text, "truncated": truncated, "header": header, "silent": silent}
