@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from jobs import extract
+from jobs import extract, submit
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +19,8 @@ def main(verbose: bool) -> None:
 
 # One line per job module; each module's ``cli`` is a click command (heavy imports stay inside it).
 main.add_command(extract.cli)
+main.add_command(submit.cli)
+main.add_command(submit.jobs)
 
 if __name__ == "__main__":
     sys.exit(main())
