@@ -8,6 +8,7 @@ import sys
 import click
 
 from jobs import extract, submit
+from jobs import make_archive, report, score
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +22,9 @@ def main(verbose: bool) -> None:
 main.add_command(extract.cli)
 main.add_command(submit.cli)
 main.add_command(submit.jobs)
+main.add_command(score.cli)
+main.add_command(report.cli)
+main.add_command(make_archive.cli)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ser_core.features import FeatureSpec
+from ser_core.labels import EMOTIONS
 
 MANIFEST = pa.schema(
     [
@@ -62,3 +63,82 @@ def features_schema(spec: FeatureSpec) -> pa.Schema:
             "feature_names": ",".join(spec.feature_names),
         },
     )
+
+
+SPEAKER_ROLES: tuple[str, ...] = ("agent", "customer", "mono")
+"""``speaker_role`` values: a stereo call's agent and customer channels, or the single channel of a mono call."""
+
+_RUN_FIELDS = [
+    ("model_version", pa.string()),
+    ("run_id", pa.string()),
+    ("scored_at", pa.timestamp("us", tz="UTC")),
+]
+
+SEGMENTS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("channel", pa.int32()),
+        ("speaker_role", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("emotion", pa.string()),
+        ("confidence", pa.float32()),
+        *[(f"prob_{emotion}", pa.float32()) for emotion in EMOTIONS],
+        ("valence", pa.float32()),
+        ("arousal", pa.float32()),
+        ("rms_db", pa.float32()),
+        *_RUN_FIELDS,
+    ]
+)
+"""``segments/date=YYYY-MM-DD/*.parquet``: one row per scored window of speech."""
+
+
+def role_fields(role: str) -> list[tuple[str, pa.DataType]]:
+    """The per-role columns of :data:`CALLS` (all null when the call has no such role)."""
+    return [
+        (f"{role}_speech_s", pa.float64()),
+        (f"{role}_segments", pa.int32()),
+        (f"{role}_dominant_emotion", pa.string()),
+        *[(f"{role}_share_{emotion}", pa.float32()) for emotion in EMOTIONS],
+        (f"{role}_valence", pa.float32()),
+        (f"{role}_arousal", pa.float32()),
+    ]
+
+
+CALLS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("source_uri", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("duration_s", pa.float64()),
+        ("sample_rate", pa.int32()),
+        ("channels", pa.int32()),
+        *[field for role in SPEAKER_ROLES for field in role_fields(role)],
+        ("customer_negative_first", pa.float32()),
+        ("customer_negative_last", pa.float32()),
+        ("customer_escalation", pa.float32()),
+        ("escalated", pa.bool_()),
+        *_RUN_FIELDS,
+    ]
+)
+"""``calls/date=YYYY-MM-DD/*.parquet``: exactly one row per input file, ``status`` ok or error."""
+
+GROUND_TRUTH = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("turn", pa.int32()),
+        ("role", pa.string()),
+        ("channel", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("emotion", pa.string()),
+        ("speaker", pa.string()),
+        ("corpus", pa.string()),
+        ("utterance_id", pa.string()),
+        ("source_uri", pa.string()),
+        ("call_mood", pa.string()),
+        ("synthetic", pa.bool_()),
+    ]
+)
+"""``ground_truth.parquet`` of ``ser make-archive``: one row per turn of every generated call."""

@@ -1,0 +1,263 @@
+"""``ser score`` benchmarks: end-to-end real-time factor per core and peak memory; accuracy through the pipeline.
+
+speed
+    Builds 8 kHz stereo call archives with ``ser make-archive`` (synthetic voices unless ``--corpus`` is given):
+    a tiny one (one short call: the fixed cost), one of at least ``--hours`` hours (calls of about five minutes),
+    one four times larger, and one single call of at least an hour. Each is scored by a fresh ``ser score``
+    process (its own local Ray, ``--workers`` actors) while this script samples, every 0.1 s, the CPU time and
+    resident memory of that process and all its descendants (Ray's own processes and the scoring actors) from
+    ``/proc``. CPU seconds are the larger of the sampled total and the kernel's count for reaped children.
+    Real-time factor per core = audio seconds / CPU seconds; "marginal" subtracts the tiny archive's CPU (Ray,
+    TensorFlow and model start-up) to show the rate a long nightly run converges to.
+
+accuracy
+    Builds an archive from the ``test`` split of the given corpora (speakers the model did not train on), scores
+    it, and labels each customer turn with the majority emotion of the customer segments overlapping it (turns
+    no segment overlaps count as wrong). Compares that UAR with the clip-level UAR of the model on the same
+    utterances as clean clips (trimmed, windowed, window probabilities averaged).
+
+Usage::
+
+    python bench/score.py speed [--hours 1] [--workers 1 --workers 2] [--corpus ravdess=PATH] [--model DIR]
+    python bench/score.py accuracy --corpus ravdess=../shared/corpora/ravdess [--corpus tess=...] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.pop("RAY_ADDRESS", None)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ------------------------------------------------------------------------------------------ process tree
+
+
+def _stat(pid: int) -> tuple[int, float, int]:
+    """``(ppid, cpu seconds, rss bytes)`` of ``pid`` from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[21]) * PAGE
+
+
+def _tree(root: int) -> dict[int, tuple[float, int, str]]:
+    """``pid -> (cpu seconds, rss bytes, command)`` for ``root`` and all its descendants."""
+    stats, names = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = _stat(int(entry.name))
+                names[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:80]
+            except (OSError, ValueError, IndexError):
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            found[pid] = (stats[pid][1], stats[pid][2], names[pid])
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def measure(command: list[str]) -> dict:
+    """Run ``command``; sample its process tree's CPU and memory until it exits."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
+    log = tempfile.TemporaryFile(mode="w+")
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    cpu: dict[int, float] = {}
+    peak_total, peak_process = 0, {}
+    while job.poll() is None:
+        tree = _tree(job.pid)
+        for pid, (seconds, rss, name) in tree.items():
+            cpu[pid] = seconds
+            peak_process[name] = max(peak_process.get(name, 0), rss)
+        peak_total = max(peak_total, sum(rss for _, rss, _ in tree.values()))
+        time.sleep(0.1)
+    wall = time.time() - started
+    output = job.stdout.read()
+    if job.returncode:
+        log.seek(0)
+        raise RuntimeError(f"{' '.join(command)} failed ({job.returncode}):\n{output}\n{log.read()[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    reaped = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    scorer = max((rss for name, rss in peak_process.items() if "CallScorer" in name), default=0)
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(max(sum(cpu.values()), reaped), 2),
+        "cpu_sampled_s": round(sum(cpu.values()), 2),
+        "cpu_reaped_s": round(reaped, 2),
+        "peak_rss_total_mb": round(peak_total / 2**20),
+        "peak_rss_scorer_actor_mb": round(scorer / 2**20),
+        "peak_rss_driver_mb": round(max((rss for name, rss in peak_process.items() if "score" in name and "ray::" not in name), default=0) / 2**20),
+        "output": output.strip().splitlines()[-1] if output.strip() else "",
+    }
+
+
+# ---------------------------------------------------------------------------------------------- archives
+
+
+def build(out: Path, corpora: list[str], calls: int, customer_turns: int, seed: int) -> float:
+    """An archive via ``make_archive``; returns its hours of audio."""
+    from jobs.extract import corpus_options
+    from jobs.make_archive import ArchiveConfig, make_archive
+
+    config = ArchiveConfig(out=str(out), corpora=corpus_options(tuple(corpora)), calls=calls, customer_turns=customer_turns,
+                           split="all", date="2026-11-23", seed=seed)
+    return make_archive(config).audio_seconds / 3600
+
+
+def archive_of(work: Path, name: str, corpora: list[str], hours: float, call_minutes: float, seed: int,
+               calls: int | None = None) -> tuple[Path, float]:
+    """Calls of about ``call_minutes`` adding up to at least ``hours``; with ``calls``, that many calls, lengthened."""
+    probe_turns = 20
+    probe = build(work / f"probe-{name}", corpora, calls=1, customer_turns=probe_turns, seed=seed)
+    turns = max(1, int(np.ceil(1.1 * probe_turns * call_minutes / (probe * 60))))
+    n_calls = calls or max(1, int(np.ceil(hours * 60 / call_minutes)))
+    made = build(work / name, corpora, calls=n_calls, customer_turns=turns, seed=seed)
+    while made < hours:
+        if calls:
+            turns = int(np.ceil(turns * 1.05 * hours / made))
+        else:
+            n_calls = int(np.ceil(n_calls * hours / made)) + 1
+        made = build(work / name, corpora, calls=n_calls, customer_turns=turns, seed=seed)
+    return work / name / "audio", made
+
+
+def score_command(archive: Path, out: Path, workers: int, model: str | None) -> list[str]:
+    command = [sys.executable, "-m", "jobs.cli", "score", "--archive", str(archive), "--out", str(out),
+               "--workers", str(workers), "--date", "2026-11-23", "--no-progress"]
+    return command + (["--model", model] if model else [])
+
+
+def speed(args) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="bench-score-"))
+    archives = {
+        "tiny": (work / "tiny" / "audio", build(work / "tiny", args.corpus, calls=1, customer_turns=2, seed=9)),
+        f"{args.hours:g}h": archive_of(work, "small", args.corpus, args.hours, 5.0, seed=1),
+        f"{4 * args.hours:g}h": archive_of(work, "large", args.corpus, 4 * args.hours, 5.0, seed=2),
+        "one-hour-call": archive_of(work, "long", args.corpus, 1.0, 60.0, seed=3, calls=1),
+    }
+    runs = []
+    for name, (archive, hours) in archives.items():
+        for workers in args.workers:
+            result = measure(score_command(archive, work / f"out-{name}-{workers}", workers, args.model))
+            runs.append({"archive": name, "audio_hours": round(hours, 3), "workers": workers, **result})
+            print(json.dumps(runs[-1]), flush=True)
+    tiny = {r["workers"]: r for r in runs if r["archive"] == "tiny"}
+    for run in runs:
+        audio_s = run["audio_hours"] * 3600
+        run["rtf_per_core"] = round(audio_s / run["cpu_s"], 1)
+        run["rtf_wall"] = round(audio_s / run["wall_s"], 1)
+        if run["archive"] != "tiny":
+            base = tiny[run["workers"]]
+            run["rtf_per_core_marginal"] = round((audio_s - base["audio_hours"] * 3600) / (run["cpu_s"] - base["cpu_s"]), 1)
+    return {"runs": runs, "work_dir": str(work)}
+
+
+# --------------------------------------------------------------------------------------------- accuracy
+
+
+def majority(emotions: list[str], probs: np.ndarray) -> str:
+    """The most frequent emotion; ties go to the one with the larger summed probability."""
+    from ser_core.labels import EMOTIONS
+
+    counts = {e: emotions.count(e) for e in set(emotions)}
+    best = max(counts.values())
+    tied = [e for e, c in counts.items() if c == best]
+    return max(tied, key=lambda e: probs[:, EMOTIONS.index(e)].sum())
+
+
+def accuracy(args) -> dict:
+    import duckdb
+    import pandas as pd
+
+    from jobs.extract import corpus_options
+    from jobs.make_archive import ArchiveConfig, make_archive
+    from ser_core.audio import decode
+    from ser_core.features import utterance_windows
+    from ser_core.labels import EMOTIONS
+    from ser_core.metrics import classification_report
+    from ser_core.model import load_bundle
+
+    work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
+    made = make_archive(ArchiveConfig(out=str(work / "archive"), corpora=corpus_options(tuple(args.corpus)), split="test",
+                                      date="2026-11-23", seed=0))
+    run = measure(score_command(work / "archive" / "audio", work / "reports", 2, args.model))
+    truth = pd.read_parquet(work / "archive" / "ground_truth.parquet")
+    customer = truth[truth["role"] == "customer"].reset_index(drop=True)
+    segments = duckdb.sql(f"SELECT * FROM read_parquet('{work}/reports/segments/*/*.parquet') WHERE speaker_role = 'customer'").df()
+    prob_columns = [f"prob_{e}" for e in EMOTIONS]
+    by_call = dict(tuple(segments.groupby("call_id")))
+    pipeline = []
+    for turn in customer.itertuples():
+        mine = by_call.get(turn.call_id, segments.iloc[:0])
+        overlapping = mine[(mine["start_s"] < turn.end_s) & (mine["end_s"] > turn.start_s)]
+        pipeline.append(majority(list(overlapping["emotion"]), overlapping[prob_columns].to_numpy()) if len(overlapping) else "unscored")
+
+    bundle = load_bundle(args.model)
+    clip = []
+    for uri in customer["source_uri"]:
+        batch, _ = utterance_windows(decode(uri, target_rate=bundle.spec.sample_rate, mono=True).samples[0], bundle.spec)
+        clip.append(EMOTIONS[int(bundle.predict(batch).mean(axis=0).argmax())])
+    labels = (*EMOTIONS, "unscored")
+    through = classification_report(list(customer["emotion"]), pipeline, labels)
+    clips = classification_report(list(customer["emotion"]), clip, labels)
+    return {
+        "model_version": bundle.version,
+        "corpora": args.corpus,
+        "archive": {"calls": made.calls, "customer_turns": len(customer), "audio_hours": round(made.audio_seconds / 3600, 3)},
+        "unscored_turns": pipeline.count("unscored"),
+        "pipeline_uar": through["uar"],
+        "clip_uar": clips["uar"],
+        "difference_points": round(100 * (through["uar"] - clips["uar"]), 1),
+        "within_5_points": abs(through["uar"] - clips["uar"]) <= 0.05,
+        "pipeline_report": through,
+        "clip_report": clips,
+        "score_run": run,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["speed", "accuracy"])
+    parser.add_argument("--corpus", action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument("--model", default=None, help="Model bundle folder [default: the bundled model].")
+    parser.add_argument("--hours", type=float, default=1.0, help="Speed: the smaller archive's hours (the larger has 4x).")
+    parser.add_argument("--workers", type=int, action="append", default=None, help="Speed: worker counts [default: 1 and 2].")
+    parser.add_argument("--out", default=None, help="Results JSON [default: bench/results/score_<mode>.json].")
+    args = parser.parse_args()
+    args.workers = args.workers or [1, 2]
+    if args.mode == "accuracy" and not args.corpus:
+        parser.error("accuracy needs --corpus (real labelled speech)")
+    result = speed(args) if args.mode == "speed" else accuracy(args)
+    result.update({
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}",
+        "command": " ".join(sys.argv),
+    })
+    out = Path(args.out or RESULTS / f"score_{args.mode}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("pipeline_report", "clip_report")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""``ser report`` over reports written by the scoring job's own part writer (locally and on S3 through moto)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from jobs.report import build_report
+from jobs.report import cli as report_cli
+from jobs.score import PartWriter
+from ser_core.calls import CallResult, ScoringConfig
+from ser_core.labels import EMOTIONS
+
+NEGATIVE, CALM = "angry", "neutral"
+
+
+def stereo_call(call_id: str, agent: list[str], customer: list[str]) -> CallResult:
+    """An ok stereo call whose windows carry one-hot probabilities for the given emotions."""
+    emotions = agent + customer
+    probs = np.zeros((len(emotions), len(EMOTIONS)), np.float32)
+    probs[np.arange(len(emotions)), [EMOTIONS.index(e) for e in emotions]] = 1.0
+    channel = np.array([0] * len(agent) + [1] * len(customer), np.int32)
+    start = np.concatenate([np.arange(len(agent)), np.arange(len(customer))]) * 1.25
+    return CallResult(call_id, f"/archive/{call_id}.wav", "ok", None, 120.0, 8000, 2, [30.0, 40.0], channel=channel,
+                      start_s=start.astype(float), end_s=start + 2.5, rms_db=np.full(len(emotions), -20.0, np.float32), probs=probs)
+
+
+CALLS = {
+    "2026-11-23": [
+        stereo_call("d1/escalating", ["neutral"] * 3, [CALM] * 6 + [NEGATIVE, CALM, NEGATIVE]),
+        stereo_call("d1/calm", ["happy"] * 2, [CALM] * 9),
+        CallResult("d1/broken", "/archive/d1/broken.wav", "error", "empty file (0 bytes)"),
+    ],
+    "2026-11-24": [
+        stereo_call("d2/very-escalating", ["neutral"] * 2, [CALM] * 3 + [NEGATIVE] * 6),
+        CallResult("d2/broken", "/archive/d2/broken.wav", "error", "empty file (0 bytes)"),
+        CallResult("d2/notes", "/archive/d2/notes.wav", "error", "not decodable audio (Format not recognised.)"),
+    ],
+}
+
+
+def write_reports(out: str) -> None:
+    for date, results in CALLS.items():
+        writer = PartWriter(out, date, f"run-{date}", "ser-cnn-test", ScoringConfig(), previous={}, calls_per_part=2)
+        for result in results:
+            writer.add(result)
+        writer.flush()
+
+
+def expected_shares(role_channel: int) -> pd.Series:
+    emotions = [EMOTIONS[i] for calls in CALLS.values() for r in calls if r.status == "ok"
+                for i in r.probs[r.channel == role_channel].argmax(axis=1)]
+    return (pd.Series(emotions).value_counts(normalize=True) * 100).round(1)
+
+
+def check(report, dates=tuple(CALLS)) -> None:
+    results = [r for date in dates for r in CALLS[date]]
+    counts = report.counts.set_index("date")
+    assert list(counts.index) == list(dates)
+    assert counts["calls"].sum() == len(results)
+    assert counts["failed"].sum() == sum(r.status == "error" for r in results)
+    reasons = pd.Series([r.error for r in results if r.error]).value_counts()
+    assert dict(zip(report.errors["error"], report.errors["calls"])) == reasons.to_dict()
+
+
+def test_report_counts_emotions_and_escalations(tmp_path):
+    out = str(tmp_path / "reports")
+    write_reports(out)
+    report = build_report(out)
+    check(report)
+    emotions = report.emotions.set_index("speaker_role")
+    for role, channel in (("agent", 0), ("customer", 1)):
+        expected = expected_shares(channel).reindex(list(EMOTIONS), fill_value=0.0)
+        assert emotions.loc[role, list(EMOTIONS)].astype(float).tolist() == pytest.approx(expected.tolist())
+    assert list(report.escalated["call_id"]) == ["d2/very-escalating", "d1/escalating"]  # largest rise first, calm call absent
+    assert report.escalated["negative_last"].iloc[0] == 1.0
+
+    only = build_report(out, date="2026-11-24")
+    check(only, dates=("2026-11-24",))
+    assert list(only.escalated["call_id"]) == ["d2/very-escalating"]
+
+
+def test_report_cli_prints_the_summary_and_refuses_missing_reports(tmp_path):
+    out = str(tmp_path / "reports")
+    write_reports(out)
+    results = [r for calls in CALLS.values() for r in calls]
+    failed = sum(r.status == "error" for r in results)
+    printed = CliRunner().invoke(report_cli, ["--reports", out, "--top", "1"])
+    assert printed.exit_code == 0, printed.output
+    assert f"{len(results)} calls, {len(results) - failed} scored, {failed} failed" in printed.output
+    escalated = printed.output.split("Most escalated calls")[1]
+    assert "d2/very-escalating" in escalated and "d1/escalating" not in escalated  # --top 1
+    missing = CliRunner().invoke(report_cli, ["--reports", out, "--date", "2020-01-01"])
+    assert missing.exit_code != 0 and "no calls reports" in missing.output
+    bad_date = CliRunner().invoke(report_cli, ["--reports", out, "--date", "yesterday"])
+    assert bad_date.exit_code != 0 and "YYYY-MM-DD" in bad_date.output
+
+
+def test_report_reads_s3(s3_bucket):
+    out = f"{s3_bucket}/reports"
+    write_reports(out)
+    check(build_report(out))
