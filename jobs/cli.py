@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from jobs import extract, submit
+from jobs import extract, submit, train
 from jobs import make_archive, report, score
+from jobs import evaluate, predict
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +23,9 @@ def main(verbose: bool) -> None:
 main.add_command(extract.cli)
 main.add_command(submit.cli)
 main.add_command(submit.jobs)
+main.add_command(train.cli)
+main.add_command(evaluate.cli)
+main.add_command(predict.cli)
 main.add_command(score.cli)
 main.add_command(report.cli)
 main.add_command(make_archive.cli)

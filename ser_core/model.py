@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
@@ -48,6 +49,23 @@ class ModelConfig:
     feature_masks: int = 2
     feature_mask_bins: int = 8
     l2: float = 1e-4
+    window_mean_norm: bool = True  # subtract each window's mean over time per feature (channel normalisation)
+    conv2d_filters: tuple[int, ...] = ()  # optional 2-D front end (3x3 conv + 2x2 pooling each) over time x features
+    dense_units: int = 64
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation knobs shared by ``ser train`` workers and single-process experiments."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    mixup_alpha: float = 0.2  # 0 disables mixup
+    label_smoothing: float = 0.05
+    balance: str = "corpus_class"  # sample weighting: "none", "class" or "corpus_class"
+    patience: int = 8  # epochs without a better validation score before stopping
+    seed: int = 0
 
 
 def _keras():
@@ -77,7 +95,8 @@ def _register_layers():
             keep = tf.ones((batch, axis_len), tf.bool)
             for _ in range(count):
                 w = tf.random.uniform((batch, 1), 0, width + 1, tf.int32)
-                start = tf.random.uniform((batch, 1), 0, tf.maximum(axis_len - w, 1), tf.int32)
+                room = tf.cast(tf.maximum(axis_len - w + 1, 1), tf.float32)
+                start = tf.cast(tf.random.uniform((batch, 1)) * room, tf.int32)
                 keep &= ~((positions >= start) & (positions < start + w))
             keep = tf.cast(keep, tf.float32)
             return keep[:, :, tf.newaxis] if axis == 1 else keep[:, tf.newaxis, :]
@@ -98,7 +117,14 @@ def _register_layers():
                 "feature_mask_bins": self.feature_mask_bins,
             }
 
-    return SpecAugment
+    @keras.saving.register_keras_serializable(package="ser")
+    class WindowMeanNorm(keras.layers.Layer):
+        """Subtract each window's mean over time, per feature: removes a fixed channel colouring and gain."""
+
+        def call(self, inputs):
+            return inputs - tf.reduce_mean(inputs, axis=1, keepdims=True)
+
+    return SpecAugment, WindowMeanNorm
 
 
 _LAYERS: dict = {}
@@ -107,21 +133,30 @@ _LAYERS: dict = {}
 def custom_layers() -> dict:
     """The project's registered Keras layers, by class name (registered once per process)."""
     if not _LAYERS:
-        layer = _register_layers()
-        _LAYERS[layer.__name__] = layer
+        _LAYERS.update({layer.__name__: layer for layer in _register_layers()})
     return _LAYERS
 
 
 def build_model(spec: FeatureSpec, config: ModelConfig = ModelConfig(), n_classes: int = len(EMOTIONS)):
-    """A 1-D CNN over time with the frame features as channels, global average+max pooling, softmax output.
+    """A CNN over time with the frame features as channels (after an optional 2-D front end), global average+max
+    pooling over time, softmax output.
 
     Input: normalised windows of shape ``spec.window_shape``; output: probabilities over ``EMOTIONS``.
     """
     keras = _keras()
     layers, reg = keras.layers, keras.regularizers.l2(config.l2)
-    spec_augment = custom_layers()["SpecAugment"]
+    custom = custom_layers()
     inputs = keras.Input(shape=spec.window_shape, name="features")
-    x = spec_augment(config.time_masks, config.time_mask_frames, config.feature_masks, config.feature_mask_bins)(inputs)
+    x = custom["WindowMeanNorm"]()(inputs) if config.window_mean_norm else inputs
+    x = custom["SpecAugment"](config.time_masks, config.time_mask_frames, config.feature_masks, config.feature_mask_bins)(x)
+    if config.conv2d_filters:
+        x = layers.Reshape((*spec.window_shape, 1))(x)
+        for i, filters in enumerate(config.conv2d_filters):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv2d{i}")(x)
+            x = layers.BatchNormalization(name=f"bn2d{i}")(x)
+            x = layers.Activation("relu")(x)
+            x = layers.MaxPooling2D(2)(x)
+        x = layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]))(x)
     for i, filters in enumerate(config.filters):
         x = layers.Conv1D(filters, config.kernel_size, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"bn{i}")(x)
@@ -130,10 +165,84 @@ def build_model(spec: FeatureSpec, config: ModelConfig = ModelConfig(), n_classe
             x = layers.MaxPooling1D(2)(x)
     pooled = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     x = layers.Dropout(config.dropout)(pooled)
-    x = layers.Dense(64, activation="relu", kernel_regularizer=reg)(x)
+    x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=reg)(x)
     x = layers.Dropout(config.dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name="ser_cnn")
+
+
+def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Adam with a cosine learning-rate decay over all epochs, label-smoothed cross-entropy on one-hot (mixed) labels."""
+    keras = _keras()
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps_per_epoch * config.epochs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        weighted_metrics=["accuracy"],
+    )
+
+
+def normalisation_stats(total: np.ndarray, total_sq: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation from sums over ``count`` frames (std floored at 1e-3)."""
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def sample_weights(corpus: np.ndarray, emotion: np.ndarray, balance: str) -> np.ndarray:
+    """Per-window weights with mean 1: ``class`` equalises emotions, ``corpus_class`` every (corpus, emotion) cell.
+
+    Examples
+    --------
+    >>> sample_weights(np.array(["a", "a", "a", "b"]), np.array(["x", "x", "y", "x"]), "corpus_class").round(2).tolist()
+    [0.67, 0.67, 1.33, 1.33]
+    """
+    if balance == "none":
+        return np.ones(len(emotion), np.float32)
+    if balance == "class":
+        keys = pd.Series(emotion)
+    elif balance == "corpus_class":
+        keys = pd.Series(corpus).str.cat(pd.Series(emotion), sep="/")
+    else:
+        raise ValueError(f"unknown balance {balance!r}; use none, class or corpus_class")
+    weights = 1.0 / keys.map(keys.value_counts()).to_numpy(np.float64)
+    return (weights * len(weights) / weights.sum()).astype(np.float32)
+
+
+def train_dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, config: TrainConfig):
+    """Shuffled, repeated, batched ``tf.data`` of ``(windows, one-hot labels, weights)``, mixed up when configured.
+
+    ``x`` is already normalised. Mixup (Zhang et al. 2018) blends each batch with a shuffled copy of itself,
+    labels and weights included, with one Beta(alpha, alpha) draw per example.
+    """
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+    dataset = dataset.repeat().batch(batch_size, drop_remainder=True)
+    if config.mixup_alpha > 0:
+        alpha = config.mixup_alpha
+
+        def mix(xb, yb, wb):
+            a = tf.random.gamma(tf.shape(yb)[:1], alpha)
+            b = tf.random.gamma(tf.shape(yb)[:1], alpha)
+            lam = a / (a + b)
+            order = tf.random.shuffle(tf.range(tf.shape(yb)[0]))
+            return (
+                lam[:, None, None] * xb + (1 - lam[:, None, None]) * tf.gather(xb, order),
+                lam[:, None] * yb + (1 - lam[:, None]) * tf.gather(yb, order),
+                lam * wb + (1 - lam) * tf.gather(wb, order),
+            )
+
+        dataset = dataset.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def one_hot(emotions: np.ndarray) -> np.ndarray:
+    """One-hot float32 rows in :data:`EMOTIONS` order for canonical emotion strings."""
+    index = {label: i for i, label in enumerate(EMOTIONS)}
+    return np.eye(len(EMOTIONS), dtype=np.float32)[[index[e] for e in emotions]]
 
 
 @dataclass

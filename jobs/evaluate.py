@@ -1,0 +1,160 @@
+"""``ser evaluate``: score a model bundle on labelled corpora, per corpus and overall, at utterance level.
+
+The corpora are scanned with the same recipes as ``ser extract``; ``--split test`` keeps the utterances that
+extraction (default :class:`~ser_core.splits.SplitConfig`) puts in the speaker-disjoint (TESS: word-disjoint)
+test split, ``--split all`` keeps everything. Each utterance is decoded and windowed in a Ray task (no
+augmentation) and scored as the mean of its windows' probabilities. Utterances whose label the model does
+not know are counted and excluded; files that cannot be used are counted with their reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import click
+import numpy as np
+import pandas as pd
+import ray
+
+from jobs.extract import corpus_options, scan_all
+from jobs.ray_runtime import ensure_ray
+from ser_core import storage
+from ser_core.audio import AudioDecodeError, decode
+from ser_core.features import FeatureSpec, utterance_windows
+from ser_core.manifest import Utterance
+from ser_core.metrics import grouped_reports
+from ser_core.splits import SplitConfig, assign_splits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Everything ``ser evaluate`` needs."""
+
+    corpora: tuple[tuple[str, str], ...]
+    model: str | None = None  # bundle folder; None: the bundled model
+    split: str = "test"
+    json_out: str | None = None
+    plots: str | None = None
+    shard_size: int = 40
+    ray_address: str | None = None
+
+
+def featurize_shard(utts: list[Utterance], spec: FeatureSpec) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
+    """Windows of each utterance (decoded, trimmed, no augmentation) and error rows for files that fail to decode."""
+    done, errors = [], []
+    for utt in utts:
+        try:
+            samples = decode(utt.uri, target_rate=spec.sample_rate, mono=True).samples[0]
+        except AudioDecodeError as err:
+            errors.append({"uri": utt.uri, "corpus": utt.corpus, "stage": "decode", "reason": err.reason})
+            continue
+        done.append((utt.utterance_id, utterance_windows(samples, spec)[0]))
+    return done, errors
+
+
+def select_utterances(utterances: list[Utterance], split: str) -> list[Utterance]:
+    """All utterances (``all``) or those extraction's default split assignment puts in ``split``."""
+    if split == "all":
+        return list(utterances)
+    assignment = assign_splits(utterances, SplitConfig())
+    return [u for u in utterances if assignment[u.utterance_id] == split]
+
+
+def run_evaluate(config: EvaluateConfig) -> dict:
+    """Evaluate and return the report (also written to ``config.json_out`` and plotted to ``config.plots``)."""
+    from ser_core.model import load_bundle
+
+    bundle = load_bundle(config.model, expected_spec=FeatureSpec())
+    scan = scan_all(config.corpora)
+    selected = select_utterances(scan.utterances, config.split)
+    known = [u for u in selected if u.emotion in bundle.labels]
+    excluded = Counter(u.emotion for u in selected if u.emotion not in bundle.labels)
+
+    ensure_ray(config.ray_address)
+    task = ray.remote(featurize_shard)
+    spec_ref = ray.put(bundle.spec)
+    refs = [task.remote(known[i : i + config.shard_size], spec_ref) for i in range(0, len(known), config.shard_size)]
+    by_id = {u.utterance_id: u for u in known}
+    rows, errors, examples = [], [], {}
+    for ref in refs:
+        done, shard_errors = ray.get(ref)
+        errors.extend(shard_errors)
+        for utterance_id, windows in done:
+            utt = by_id[utterance_id]
+            probs = bundle.predict(windows).mean(axis=0)
+            rows.append({"utterance_id": utterance_id, "corpus": utt.corpus, "speaker": utt.speaker, "emotion": utt.emotion,
+                         "predicted": bundle.labels[int(probs.argmax())]})
+            examples.setdefault(utt.emotion, windows[0])
+    frame = pd.DataFrame(rows, columns=["utterance_id", "corpus", "speaker", "emotion", "predicted"])
+    report = {
+        "model": bundle.path,
+        "model_version": bundle.version,
+        "split": config.split,
+        "split_note": "speaker-disjoint (RAVDESS, CREMA-D, manifests), word-disjoint (TESS) test split as assigned by ser extract"
+        if config.split == "test" else "every utterance, including any the model was trained on",
+        "corpora": [list(c) for c in config.corpora],
+        "utterances_scored": int(len(frame)),
+        "excluded_unknown_labels": dict(excluded),
+        "rejected_files": {k: int(v) for k, v in Counter(r.reason.split(":")[0] for r in scan.rejected).items()},
+        "decode_errors": len(errors),
+        "reports": grouped_reports(frame, labels=bundle.labels) if len(frame) else {},
+    }
+    if config.json_out:
+        storage.write_bytes_atomic(config.json_out, json.dumps(report, indent=2).encode())
+    if config.plots:
+        write_plots(config.plots, bundle, frame, examples, report)
+    return report
+
+
+def write_plots(folder: str, bundle, frame: pd.DataFrame, examples: dict, report: dict) -> list:
+    """Class distribution, log-mel examples, learning curves (from the bundle) and confusion matrices as PNGs."""
+    from ser_core import plots
+
+    split = report["split"]
+    written = [
+        plots.class_distribution(frame, f"{folder}/class_distribution.png", f"utterances per emotion ({split} split)"),
+        plots.logmel_examples(examples, bundle.spec, f"{folder}/logmel_examples.png", f"first window of one utterance per emotion ({split} split)"),
+    ]
+    training = bundle.info.get("training")
+    if training and training.get("history"):
+        written.append(plots.learning_curves(training["history"], f"{folder}/learning_curves.png", training.get("best_epoch")))
+    for name, r in report["reports"].items():
+        written.append(plots.confusion(r, f"{folder}/confusion_{name}.png", f"{name}, {split} split: UAR {r['uar']:.3f}, n={r['n']}"))
+    return written
+
+
+def format_table(report: dict) -> str:
+    """The report as a fixed-width text table, one row per corpus and overall."""
+    lines = [f"model {report['model_version']}; {report['split']} split ({report['split_note']})",
+             f"{'corpus':<12}{'n':>6}{'accuracy':>10}{'UAR':>8}{'macro-F1':>10}  per-class recall"]
+    for name, r in report["reports"].items():
+        recalls = " ".join(f"{label}={v['recall']:.2f}" for label, v in r["per_class"].items() if v["recall"] is not None)
+        lines.append(f"{name:<12}{r['n']:>6}{r['accuracy']:>10.3f}{r['uar']:>8.3f}{r['macro_f1']:>10.3f}  {recalls}")
+    if report["excluded_unknown_labels"]:
+        lines.append(f"excluded (labels the model does not know): {json.dumps(report['excluded_unknown_labels'])}")
+    if report["rejected_files"] or report["decode_errors"]:
+        lines.append(f"rejected files: {json.dumps(report['rejected_files'])}; decode errors: {report['decode_errors']}")
+    return "\n".join(lines)
+
+
+@click.command("evaluate")
+@click.option("--model", "model", default=None, help="Model bundle folder (default: the bundled model).")
+@click.option("--corpus", "corpora", multiple=True, required=True, metavar="NAME=PATH",
+              help="ravdess=DIR, tess=DIR, cremad=DIR or manifest=CSV; local or s3://. Repeatable.")
+@click.option("--split", type=click.Choice(["test", "all"]), default="test", show_default=True,
+              help="test: the speaker/word-disjoint test split ser extract assigns; all: every utterance.")
+@click.option("--json", "json_out", default=None, help="Write the full report (confusion matrices included) here.")
+@click.option("--plots", default=None, help="Folder for PNG figures.")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+def cli(model, corpora, split, json_out, plots, ray_address) -> None:
+    """Accuracy, UAR, macro-F1, per-class recall and confusion matrices of a model on labelled corpora."""
+    report = run_evaluate(EvaluateConfig(corpora=corpus_options(corpora), model=model, split=split, json_out=json_out,
+                                         plots=plots, ray_address=ray_address))
+    if not report["reports"]:
+        raise click.ClickException("no utterance could be scored")
+    click.echo(format_table(report))

@@ -1,0 +1,455 @@
+"""``ser train``: feature Parquet to a model bundle, with Ray Train's TensorflowTrainer on N workers.
+
+Data flow: the driver opens the feature shards with Ray Data, computes the per-feature normalisation over the
+training windows and hands two datasets to the trainer: ``train`` (every copy of the training split, split
+evenly across workers with ``get_dataset_shard``) and ``validation`` (original copies of the speaker-disjoint
+validation split, whole on every worker). Each worker trains under ``MultiWorkerMirroredStrategy`` on its own
+shard (tf.data auto-sharding off), scores the validation split at utterance level after every epoch and
+reports a checkpoint; model selection and early stopping use the validation score only, never the test split.
+A failed worker makes Ray Train restart the group from the last checkpoint (``FailureConfig``); ``--resume``
+continues an interrupted run from its run folder. The driver finally loads the best weights, scores the
+validation and test splits and writes the bundle (:func:`ser_core.model.save_bundle`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from jobs.ray_runtime import ensure_ray
+from ser_core import storage
+from ser_core.features import FeatureSpec
+from ser_core.featurize import table_windows
+from ser_core.labels import EMOTIONS
+from ser_core.metrics import grouped_reports, utterance_probabilities
+from ser_core.model import ModelConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+META_COLUMNS = ["utterance_id", "corpus", "speaker", "split", "emotion", "copy"]
+TRAIN_STATE = "state.json"
+BEST_WEIGHTS = "best.weights.npz"
+TF_CHECKPOINT = "train"
+SELECTION_METRIC = "val_uar"
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    """Everything ``ser train`` needs."""
+
+    features: str
+    out: str
+    workers: int = 2
+    cpus_per_worker: float = 1.0
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    run_dir: str | None = None  # Ray Train storage (checkpoints); default OUT/ray_run
+    resume: bool = False
+    max_failures: int = 2
+    ray_address: str | None = None
+    fail_once_after_epoch: int | None = None  # fault drill: the last worker exits once after this epoch's checkpoint
+
+    @property
+    def run_storage(self) -> str:
+        path = self.run_dir or storage.join(self.out, "ray_run")
+        return path if storage.is_remote(path) else os.path.abspath(path)
+
+
+def read_feature_metadata(features: str) -> dict:
+    """The extraction's ``metadata.json`` (feature spec, augmentation, splits)."""
+    return json.loads(storage.read_bytes(storage.join(features, "metadata.json")))
+
+
+def split_datasets(features: str) -> dict:
+    """Ray datasets of the feature shards: ``train`` (all copies) and ``validation``/``test`` (original copies)."""
+    import ray.data
+    from ray.data.expressions import col
+
+    def rows(condition):
+        return ray.data.read_parquet(storage.join(features, "features")).filter(expr=condition)
+
+    return {
+        "train": rows(col("split") == "train"),
+        "validation": rows((col("split") == "validation") & (col("copy") == 0)),
+        "test": rows((col("split") == "test") & (col("copy") == 0)),
+    }
+
+
+def _moments(batch, spec: FeatureSpec):
+    x = table_windows(batch, spec).reshape(-1, spec.n_features).astype(np.float64)
+    return {"sum": [x.sum(axis=0)], "sum_sq": [(x**2).sum(axis=0)], "count": [len(x)]}
+
+
+def feature_normalisation(train_ds, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over every frame of the training windows (a distributed pass with Ray Data)."""
+    from ser_core.model import normalisation_stats
+
+    parts = train_ds.map_batches(_moments, fn_kwargs={"spec": spec}, batch_format="pyarrow", batch_size=512).take_all()
+    total = np.sum([p["sum"] for p in parts], axis=0)
+    total_sq = np.sum([p["sum_sq"] for p in parts], axis=0)
+    return normalisation_stats(total, total_sq, int(sum(p["count"] for p in parts)))
+
+
+def materialise(dataset, spec: FeatureSpec) -> tuple[np.ndarray, pd.DataFrame]:
+    """A Ray dataset (or a worker's shard) as raw windows ``(n, frames, features)`` and their metadata rows."""
+    windows, frames = [], []
+    for batch in dataset.iter_batches(batch_size=1024, batch_format="pyarrow"):
+        windows.append(table_windows(batch, spec))
+        frames.append(batch.select(META_COLUMNS).to_pandas())
+    if not windows:
+        return np.zeros((0, *spec.window_shape), np.float32), pd.DataFrame(columns=META_COLUMNS)
+    return np.concatenate(windows), pd.concat(frames, ignore_index=True)
+
+
+def utterance_predictions(window_probs: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
+    """One row per utterance: its metadata, mean window probabilities (``prob_<label>``) and ``predicted``."""
+    ids, probs = utterance_probabilities(meta["utterance_id"], window_probs)
+    rows = meta.drop_duplicates("utterance_id").set_index("utterance_id").loc[ids].reset_index()
+    for i, label in enumerate(EMOTIONS):
+        rows[f"prob_{label}"] = probs[:, i]
+    rows["predicted"] = [EMOTIONS[i] for i in probs.argmax(axis=1)]
+    return rows
+
+
+def selection_score(reports: dict) -> float:
+    """Model-selection score: the mean over corpora of the utterance-level UAR (each corpus counts the same)."""
+    return float(np.mean([r["uar"] for name, r in reports.items() if name != "overall"]))
+
+
+def _predict(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    return np.concatenate([model(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)])
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """One Ray Train worker: MultiWorkerMirroredStrategy over this worker's shard, a checkpoint every epoch."""
+    import ray.train
+    import tensorflow as tf
+    from ray.train.collective import broadcast_from_rank_zero
+
+    from ser_core import model as ser_model
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    spec = FeatureSpec.from_dict(loop_config["spec"])
+    model_config = ModelConfig(**loop_config["model"])
+    train_config = TrainConfig(**loop_config["train"])
+    mean, std = np.asarray(loop_config["mean"], np.float32), np.asarray(loop_config["std"], np.float32)
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    x, meta = materialise(ray.train.get_dataset_shard("train"), spec)
+    x = (x - mean) / std
+    y = ser_model.one_hot(meta["emotion"].to_numpy())
+    weights = ser_model.sample_weights(meta["corpus"].to_numpy(), meta["emotion"].to_numpy(), train_config.balance)
+    x_val, meta_val = materialise(ray.train.get_dataset_shard("validation"), spec)
+    x_val = (x_val - mean) / std
+    steps = loop_config["steps_per_epoch"]
+
+    tf.random.set_seed(train_config.seed + rank)
+    with strategy.scope():
+        model = ser_model.build_model(spec, model_config)
+        ser_model.compile_model(model, train_config, steps)
+    tf_checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": [], "restored_from_epoch": None}
+    best_weights = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            tf_checkpoint.read(os.path.join(folder, TF_CHECKPOINT)).expect_partial()
+            state = json.loads(Path(folder, TRAIN_STATE).read_text())
+            with np.load(os.path.join(folder, BEST_WEIGHTS)) as stored:
+                best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
+        state["restored_from_epoch"] = state["epoch"]
+
+    dataset = ser_model.train_dataset(x, y, weights, train_config.batch_size, train_config)
+    stop = state["epoch"] >= train_config.epochs
+    while not stop:
+        epoch = state["epoch"]
+        started = time.time()
+        fitted = model.fit(dataset, steps_per_epoch=steps, initial_epoch=epoch, epochs=epoch + 1, verbose=0)
+        reports = grouped_reports(utterance_predictions(_predict(model, x_val), meta_val))
+        score = selection_score(reports)
+        metrics = {
+            "epoch": epoch,
+            "loss": float(fitted.history["loss"][0]),
+            SELECTION_METRIC: score,
+            **{f"val_uar_{name}": r["uar"] for name, r in reports.items()},
+            "seconds": time.time() - started,
+        }
+        # Every worker scores the same validation windows with the same weights; rank 0 alone decides, so all stop together.
+        improved = broadcast_from_rank_zero(score > state["best_score"] if rank == 0 else None)
+        if improved:
+            best_weights = model.get_weights()
+            state.update(best_score=score, best_epoch=epoch)
+        state["history"].append(metrics)
+        state["epoch"] = epoch + 1
+        stop = state["epoch"] >= train_config.epochs or state["epoch"] - 1 - state["best_epoch"] >= train_config.patience
+        metrics.update(best_epoch=state["best_epoch"], best_val_uar=state["best_score"], restored_from_epoch=state["restored_from_epoch"])
+        with tempfile.TemporaryDirectory() as folder:
+            tf_checkpoint.write(os.path.join(folder, TF_CHECKPOINT))  # on every worker: may run collectives
+            if rank == 0:
+                Path(folder, TRAIN_STATE).write_text(json.dumps(state))
+                np.savez(os.path.join(folder, BEST_WEIGHTS), **{f"w{i}": w for i, w in enumerate(best_weights)})
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
+        _maybe_fail(loop_config, epoch, rank, world)
+
+
+def _maybe_fail(loop_config: dict, epoch: int, rank: int, world: int) -> None:
+    """Fault drill: the last worker exits hard, once per run, after the configured epoch's checkpoint."""
+    marker = loop_config.get("fail_marker")
+    if loop_config.get("fail_once_after_epoch") != epoch or rank != world - 1 or marker is None or storage.exists(marker):
+        return
+    import ray.train
+
+    ray.train.get_all_reported_checkpoints()  # wait until Ray Train has registered this epoch's checkpoint
+    storage.write_bytes_atomic(marker, f"worker {rank} exited after epoch {epoch}\n".encode())
+    os._exit(1)
+
+
+def data_summary(meta: pd.DataFrame) -> dict:
+    """Utterance counts per split, corpus, speaker and emotion (original copies) and window counts (all copies)."""
+    originals = meta[meta["copy"] == 0].drop_duplicates("utterance_id")
+    summary = {}
+    for split, part in originals.groupby("split"):
+        summary[split] = {
+            "utterances": int(len(part)),
+            "windows_all_copies": int((meta["split"] == split).sum()),
+            "per_corpus": {k: int(v) for k, v in Counter(part["corpus"]).items()},
+            "per_emotion": {k: int(v) for k, v in Counter(part["emotion"]).items()},
+            "per_corpus_emotion": {f"{c}/{e}": int(n) for (c, e), n in part.groupby(["corpus", "emotion"]).size().items()},
+            "per_speaker": {k: int(v) for k, v in Counter(part["speaker"]).items()},
+        }
+    return summary
+
+
+def git_revision() -> str | None:
+    """The project's git commit (with ``-dirty`` when the tree has changes), or ``None`` outside a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("-dirty" if dirty else "")
+
+
+def model_card(info: dict) -> str:
+    """A short human-readable card from the bundle's ``bundle.json`` content."""
+    lines = [
+        "# Model card: ser CNN",
+        "",
+        f"- Created {info['created_at']} from git {info.get('git_revision')}; {info['parameters']:,} parameters.",
+        f"- Input: {info['window_shape'][0]} frames x {info['window_shape'][1]} features (feature version "
+        f"`{info['feature_version']}`; 8 kHz log-mel, MFCC and deltas, ZCR, RMS); an utterance's prediction is "
+        "the mean of its 2.5 s windows' probabilities.",
+        f"- Labels: {', '.join(EMOTIONS)}.",
+        f"- Trained with `ser train` on {info['training']['workers']} Ray Train worker(s); best epoch "
+        f"{info['training']['best_epoch']} of {len(info['training']['history'])} by validation score "
+        "(mean over corpora of utterance UAR); the test split was never used for selection.",
+        "",
+        "## Utterance-level results (speaker-disjoint for RAVDESS, word-disjoint for TESS)",
+        "",
+        "| split | corpus | utterances | accuracy | UAR | macro-F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("validation", "test"):
+        for corpus, r in info["metrics"][split].items():
+            lines.append(f"| {split} | {corpus} | {r['n']} | {r['accuracy']:.3f} | {r['uar']:.3f} | {r['macro_f1']:.3f} |")
+    lines += ["", "Figures: `figures/learning_curves.png`, `figures/confusion_validation.png`, `figures/confusion_test.png`."]
+    if info.get("experiments"):
+        lines += ["", "## Model selection (validation split only)", "", info["experiments"]["summary"], "",
+                  "| run | change | best validation UAR (RAVDESS / TESS) | epochs |", "|---|---|---|---|"]
+        lines += [f"| {e['name']} | {e['change']} | {e['result']} | {e['epochs']} |" for e in info["experiments"]["runs"]]
+        lines += ["", "Commands:", "", "```", *info["experiments"]["commands"], "```"]
+    features = info["features"]
+    lines += ["", "## Training data (utterances, original copies)", "",
+              f"Features from {features['corpora']}; {features['augment_copies']} augmented copies (pitch, stretch, "
+              "telephone channel, gain, noise) of each training utterance only.", ""]
+    for split in ("train", "validation", "test"):
+        if split in info["data_summary"]:
+            s = info["data_summary"][split]
+            lines.append(f"- {split}: {s['utterances']} utterances ({json.dumps(s['per_corpus'])}), {len(s['per_speaker'])} speakers, "
+                         f"{s['windows_all_copies']} windows (all copies)")
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "Acted emotions from two English corpora (RAVDESS: 24 North-American actors; TESS: two Canadian women). "
+        "Expect lower accuracy on spontaneous speech, other languages and unseen recording chains; calm is "
+        "merged into neutral. Not for decisions about individuals.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_bundle_figures(folder: str, info: dict) -> list:
+    """Learning curves and the overall validation/test confusion matrices as PNGs in ``folder/figures``."""
+    from ser_core import plots
+
+    figures = storage.join(folder, "figures")
+    written = [plots.learning_curves(info["training"]["history"], storage.join(figures, "learning_curves.png"), info["training"]["best_epoch"])]
+    for split, reports in info["metrics"].items():
+        r = reports["overall"]
+        written.append(plots.confusion(r, storage.join(figures, f"confusion_{split}.png"), f"all corpora, {split} split: UAR {r['uar']:.3f}, n={r['n']}"))
+    return written
+
+
+def evaluate_splits(model, datasets: dict, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray) -> dict:
+    """Utterance-level reports per corpus and overall for the ``validation`` and ``test`` datasets."""
+    metrics = {}
+    for split in ("validation", "test"):
+        x, meta = materialise(datasets[split], spec)
+        if len(x):
+            metrics[split] = grouped_reports(utterance_predictions(_predict(model, (x - mean) / std), meta))
+    return metrics
+
+
+def run_train(config: TrainJobConfig) -> dict:
+    """Run distributed training and write the bundle to ``config.out``; returns the bundle's info."""
+    import ray.data
+    import ray.train
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    from ser_core.model import _keras, build_model, save_bundle
+
+    started = time.time()
+    metadata = read_feature_metadata(config.features)
+    spec = FeatureSpec.from_dict(metadata["feature_spec"])
+    if spec.version != metadata["feature_version"]:
+        raise click.ClickException(f"{config.features}: metadata feature spec hashes to {spec.version}, not {metadata['feature_version']}")
+    ensure_ray(config.ray_address)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+    datasets = split_datasets(config.features)
+    # Materialised up front: on a small cluster the training workers hold every CPU, and a lazy read would starve.
+    for split in ("train", "validation"):
+        datasets[split] = datasets[split].materialize()
+    meta = datasets["train"].union(datasets["validation"], datasets["test"]).select_columns(META_COLUMNS).to_pandas()
+    n_train = int((meta["split"] == "train").sum())
+    if n_train < config.train.batch_size or not (meta["split"] == "validation").any():
+        raise click.ClickException(f"{config.features}: need at least {config.train.batch_size} training windows and a validation split")
+    mean, std = feature_normalisation(datasets["train"], spec)
+
+    run_storage = config.run_storage
+    run_name = "train"
+    if not config.resume:
+        fs, path = storage.filesystem(storage.join(run_storage, run_name))
+        if fs.exists(path):
+            log.info("removing the previous run %s (pass --resume to continue it)", path)
+            fs.rm(path, recursive=True)
+    loop_config = {
+        "spec": spec.to_dict(),
+        "model": dataclasses.asdict(config.model),
+        "train": dataclasses.asdict(config.train),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "steps_per_epoch": max(1, n_train // config.train.batch_size),
+        "fail_once_after_epoch": config.fail_once_after_epoch,
+        "fail_marker": storage.join(run_storage, "fault-drill.txt") if config.fail_once_after_epoch is not None else None,
+    }
+    trainer = TensorflowTrainer(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=config.workers, resources_per_worker={"CPU": config.cpus_per_worker}),
+        datasets={"train": datasets["train"], "validation": datasets["validation"]},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=run_storage,
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    train_seconds = time.time() - started
+
+    with result.checkpoint.as_directory() as folder:
+        state = json.loads(Path(folder, TRAIN_STATE).read_text())
+        with np.load(os.path.join(folder, BEST_WEIGHTS)) as stored:
+            best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
+    model = build_model(spec, config.model)
+    model.set_weights(best_weights)
+    info = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_revision": git_revision(),
+        "parameters": int(model.count_params()),
+        "window_shape": list(spec.window_shape),
+        "feature_version": spec.version,
+        "keras": f"tf_keras {_keras().__version__}",
+        "model_config": dataclasses.asdict(config.model),
+        "train_config": dataclasses.asdict(config.train),
+        "features": {
+            "source": config.features,
+            "augment_copies": metadata.get("augment_copies"),
+            "augment_policy": metadata.get("augment_policy"),
+            "split_config": metadata.get("split_config"),
+            "corpora": metadata.get("corpora"),
+        },
+        "data_summary": data_summary(meta),
+        "training": {
+            "workers": config.workers,
+            "best_epoch": state["best_epoch"],
+            "best_val_score": state["best_score"],
+            "selection": "mean over corpora of utterance-level UAR on the validation split",
+            "history": state["history"],
+            "restored_from_epoch": state["restored_from_epoch"],
+            "wall_seconds": round(train_seconds, 1),
+        },
+        "metrics": evaluate_splits(model, datasets, spec, mean, std),
+    }
+    storage.makedirs(config.out)
+    save_bundle(model, spec, mean, std, config.out, info=info, card=model_card(info))
+    if not storage.is_remote(config.out):
+        write_bundle_figures(config.out, info)
+    return info
+
+
+@click.command("train")
+@click.option("--features", required=True, help="Output folder (or s3:// prefix) of `ser extract`.")
+@click.option("--out", required=True, help="Model bundle folder to write.")
+@click.option("--workers", default=2, show_default=True, help="Ray Train workers (MultiWorkerMirroredStrategy replicas).")
+@click.option("--cpus-per-worker", default=1.0, show_default=True)
+@click.option("--epochs", default=TrainConfig.epochs, show_default=True)
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, help="Global batch (split across workers).")
+@click.option("--learning-rate", default=TrainConfig.learning_rate, show_default=True)
+@click.option("--patience", default=TrainConfig.patience, show_default=True, help="Early stopping on the validation score.")
+@click.option("--seed", default=TrainConfig.seed, show_default=True)
+@click.option("--run-dir", default=None, help="Ray Train checkpoints and run state (default: OUT/ray_run).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from (from the last checkpoint).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+def cli(features, out, workers, cpus_per_worker, epochs, batch_size, learning_rate, patience, seed, run_dir, resume,
+        max_failures, ray_address) -> None:
+    """Train the emotion CNN with Ray Train and write a model bundle."""
+    config = TrainJobConfig(
+        features=features,
+        out=out,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        train=dataclasses.replace(TrainConfig(), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                  patience=patience, seed=seed),
+        run_dir=run_dir,
+        resume=resume,
+        max_failures=max_failures,
+        ray_address=ray_address,
+    )
+    info = run_train(config)
+    training = info["training"]
+    click.echo(f"trained {len(training['history'])} epochs on {workers} worker(s) in {training['wall_seconds']:.0f} s; "
+               f"best epoch {training['best_epoch']} (validation score {training['best_val_score']:.3f}); bundle in {out}")
+    for split, reports in info["metrics"].items():
+        for corpus, r in reports.items():
+            click.echo(f"  {split:<10} {corpus:<8} n={r['n']:<5} accuracy {r['accuracy']:.3f}  UAR {r['uar']:.3f}  macro-F1 {r['macro_f1']:.3f}")
