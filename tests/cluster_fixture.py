@@ -87,7 +87,10 @@ class LocalRayCluster:
             PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",  # job entrypoints run `python` from the nodes' PATH
             PYTHONUNBUFFERED="1",
         )
-        self.env = env
+        self._client_env = env
+        # A real node has one Ray per machine, which Ray's address auto-detection (used inside Ray Train, for one)
+        # finds; here other Rays may share the machine, so the node processes are pointed at this cluster.
+        self.node_env = {**env, "RAY_ADDRESS": self.gcs_address}
 
     @property
     def gcs_address(self) -> str:
@@ -101,7 +104,7 @@ class LocalRayCluster:
 
     def client_env(self) -> dict[str, str]:
         """Environment for a client process on this machine: this cluster's token, no RAY_ADDRESS."""
-        return dict(self.env)
+        return dict(self._client_env)
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token_file.read_text().strip()}"}
@@ -118,7 +121,7 @@ class LocalRayCluster:
     def _spawn(self, name: str, command: list[str]) -> RayNode:
         log = self.root / f"{name}.log"
         with open(log, "ab") as out:
-            process = subprocess.Popen(command, env=self.env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(command, env=self.node_env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
         return RayNode(name, process, log)
 
@@ -132,27 +135,33 @@ class LocalRayCluster:
             "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats", f"--system-config={system_config}",
             *self._agent_port_options(),
         ])
-        self.wait_for_nodes(1, timeout)
+        self._wait_for_nodes(1, self.head, timeout)
         for cpus in worker_cpus:
-            self.add_node(cpus, wait=False)
-        self.wait_for_nodes(1 + len(worker_cpus), timeout)
+            # One at a time: nodes starting together in one session folder pick the same socket and log names.
+            self.add_node(cpus, timeout)
 
-    def add_node(self, num_cpus: int = 1, wait: bool = True, timeout: float = 60.0) -> RayNode:
-        """Join one more node (a separate raylet) to the cluster."""
+    def add_node(self, num_cpus: int = 1, timeout: float = 90.0) -> RayNode:
+        """Join one more node (a separate raylet) to the cluster and wait until it is alive."""
         expected = len(self.alive_nodes()) + 1
         node = self._spawn(f"worker{len(self.workers) + 1}", [
             str(VENV_BIN / "python"), "-m", "tests.cluster_fixture", f"--address={self.gcs_address}",
             f"--num-cpus={num_cpus}", f"--temp-dir={self.temp_dir}", *self._agent_port_options(),
         ])
         self.workers.append(node)
-        if wait:
-            self.wait_for_nodes(expected, timeout)
+        self._wait_for_nodes(expected, node, timeout)
         return node
 
-    def kill_node(self, node: RayNode) -> None:
-        """Kill a node abruptly (SIGKILL to its raylet, workers and agents), as a lost machine would go."""
+    def kill_node(self, node: RayNode, timeout: float = 60.0) -> None:
+        """Kill a node abruptly (SIGKILL to its raylet, workers and agents), as a lost machine goes; wait until
+        the head has noticed (the node is no longer ALIVE)."""
+        alive_before = len(self.alive_nodes())
         node.signal(signal.SIGKILL)
         node.process.wait(timeout=10)
+        deadline = time.monotonic() + timeout
+        while len(self.alive_nodes()) >= alive_before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the head still reports {node.name} alive {timeout} s after it was killed")
+            time.sleep(0.5)
 
     def alive_nodes(self) -> list[dict]:
         """The nodes the head's state API reports as ALIVE (empty while the dashboard is not up)."""
@@ -165,14 +174,12 @@ class LocalRayCluster:
             return []
         return [n for n in response.json()["data"]["result"]["result"] if n["state"] == "ALIVE"]
 
-    def wait_for_nodes(self, count: int, timeout: float) -> None:
-        """Wait until ``count`` nodes are alive; on timeout, raise with the tail of every node's log."""
+    def _wait_for_nodes(self, count: int, starting: RayNode, timeout: float) -> None:
+        """Wait until ``count`` nodes are alive; if ``starting`` exits or time runs out, raise with the nodes' logs."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and starting.process.poll() is None:
             if len(self.alive_nodes()) >= count:
                 return
-            if self.head and self.head.process.poll() is not None:
-                break
             time.sleep(0.5)
         logs = "\n".join(f"--- {n.log.name}\n{n.log.read_text()[-3000:]}" for n in [self.head, *self.workers] if n)
         raise RuntimeError(f"Ray cluster did not reach {count} alive nodes\n{logs}")
