@@ -161,15 +161,31 @@ def speed(args) -> dict:
             result = measure(score_command(archive, work / f"out-{name}-{workers}", workers, args.model))
             runs.append({"archive": name, "audio_hours": round(hours, 3), "workers": workers, **result})
             print(json.dumps(runs[-1]), flush=True)
-    tiny = {r["workers"]: r for r in runs if r["archive"] == "tiny"}
-    for run in runs:
-        audio_s = run["audio_hours"] * 3600
-        run["rtf_per_core"] = round(audio_s / run["cpu_s"], 1)
-        run["rtf_wall"] = round(audio_s / run["wall_s"], 1)
-        if run["archive"] != "tiny":
-            base = tiny[run["workers"]]
-            run["rtf_per_core_marginal"] = round((audio_s - base["audio_hours"] * 3600) / (run["cpu_s"] - base["cpu_s"]), 1)
-    return {"runs": runs, "work_dir": str(work)}
+    return {"runs": runs, "summary": summarise(runs, args.hours), "work_dir": str(work)}
+
+
+def summarise(runs: list[dict], hours: float) -> dict:
+    """Per worker count: start-up CPU, end-to-end RTF per core for both archives, the steady-state RTF per core
+    (extra audio over extra CPU between the two archives, start-up cancelling out) and peak memory of both."""
+    by = {(r["archive"], r["workers"]): r for r in runs}
+    small, large = f"{hours:g}h", f"{4 * hours:g}h"
+    summary = {}
+    for workers in sorted({r["workers"] for r in runs}):
+        a, b, tiny, long = by[small, workers], by[large, workers], by["tiny", workers], by["one-hour-call", workers]
+        summary[f"{workers} workers"] = {
+            "startup_cpu_s": tiny["cpu_s"],
+            f"rtf_per_core_{small}": round(a["audio_hours"] * 3600 / a["cpu_s"]),
+            f"rtf_per_core_{large}": round(b["audio_hours"] * 3600 / b["cpu_s"]),
+            "rtf_per_core_steady_state": round((b["audio_hours"] - a["audio_hours"]) * 3600 / (b["cpu_s"] - a["cpu_s"])),
+            f"rtf_wall_{large}": round(b["audio_hours"] * 3600 / b["wall_s"]),
+            f"peak_rss_total_mb_{small}": a["peak_rss_total_mb"],
+            f"peak_rss_total_mb_{large}": b["peak_rss_total_mb"],
+            f"peak_rss_scorer_actor_mb_{small}": a["peak_rss_scorer_actor_mb"],
+            f"peak_rss_scorer_actor_mb_{large}": b["peak_rss_scorer_actor_mb"],
+            "one_hour_call_rtf_per_core": round(long["audio_hours"] * 3600 / long["cpu_s"]),
+            "one_hour_call_peak_rss_scorer_actor_mb": long["peak_rss_scorer_actor_mb"],
+        }
+    return summary
 
 
 # --------------------------------------------------------------------------------------------- accuracy
@@ -252,6 +268,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}",
         "command": " ".join(sys.argv),
+        "model": args.model or "bundled",
     })
     out = Path(args.out or RESULTS / f"score_{args.mode}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

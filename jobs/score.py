@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
-from ser_core.calls import CallResult, ScoringConfig, call_windows, speaker_role, speech_seconds, summarise_call, window_labels
+from ser_core.calls import CallResult, ScoringConfig, WindowBatch, call_windows, speaker_role, speech_seconds, summarise_call, window_labels
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
 from ser_core.model import BUNDLE_FILE, BUNDLED_MODEL_DIR
@@ -180,32 +180,48 @@ class CallScorer:
             regions = speech_regions(audio.samples, spec, self.scoring.vad)
             facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.source_channels,
                          speech_s=[speech_seconds(r, spec) for r in regions])
-            pending = []
-            for chunk in call_windows(audio.samples, regions, spec, self.scoring):
-                pending.append(chunk)
-                if sum(len(c.windows) for c in pending) >= self.batch_size:
-                    yield self._predict(call_id, pending, scored)
-                    scored += sum(len(c.windows) for c in pending)
-                    pending = []
-            if pending:
-                yield self._predict(call_id, pending, scored)
-                scored += sum(len(c.windows) for c in pending)
+            for group in _batches(call_windows(audio.samples, regions, spec, self.scoring), self.batch_size):
+                yield self._predict(call_id, group, scored)
+                scored += sum(len(chunk.windows) for chunk in group)
         except AudioDecodeError as err:
             facts.update(status="error", error=err.reason)
         except Exception as err:  # a file must never crash the job: any failure becomes the call's error row
             log.exception("scoring %s failed", uri)
-            facts.update(status="error", error=f"scoring failed: {type(err).__name__}: {err}")
+            facts.update(status="error", error=f"scoring failed: {brief(err)}")
         facts["windows"] = scored
         yield _rows(call_id, seq=np.array([CALL_ROW]), channel=np.zeros(1, np.int32), start_s=np.zeros(1), end_s=np.zeros(1),
                     rms_db=np.zeros(1, np.float32), probs=np.zeros((1, len(EMOTIONS)), np.float32),
                     call=json.dumps({"source_uri": uri, **facts}))
 
-    def _predict(self, call_id: str, chunks: list, first_seq: int) -> dict[str, np.ndarray]:
+    def _predict(self, call_id: str, chunks: list[WindowBatch], first_seq: int) -> dict[str, np.ndarray]:
         probs = self.bundle.predict(np.concatenate([c.windows for c in chunks]), batch_size=self.batch_size)
         n = len(probs)
         return _rows(call_id, seq=np.arange(first_seq, first_seq + n), channel=np.concatenate([np.full(len(c.windows), c.channel) for c in chunks]),
                      start_s=np.concatenate([c.start_s for c in chunks]), end_s=np.concatenate([c.end_s for c in chunks]),
                      rms_db=np.concatenate([c.rms_db for c in chunks]), probs=probs, call="")
+
+
+def _batches(chunks: Iterator[WindowBatch], size: int) -> Iterator[list[WindowBatch]]:
+    """Group consecutive window chunks until each group holds at least ``size`` windows (the last may hold fewer)."""
+    group, count = [], 0
+    for chunk in chunks:
+        group.append(chunk)
+        count += len(chunk.windows)
+        if count >= size:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
+def brief(err: Exception, limit: int = 400) -> str:
+    """``Type: first line [... last line]`` of an error, at most ``limit`` characters.
+
+    Ray's errors carry the remote traceback in their message; its last line is the root cause.
+    """
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    text = f"{type(err).__name__}: " + (lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}") if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _rows(call_id: str, seq, channel, start_s, end_s, rms_db, probs, call: str) -> dict[str, np.ndarray]:
@@ -485,7 +501,7 @@ def run_score(config: ScoreJobConfig) -> ScoreSummary:
                         record(result)
                         bar.update()
             except Exception as err:  # the pipeline itself failed: account for every call still in flight
-                summary.pipeline_error = f"{type(err).__name__}: {err}"
+                summary.pipeline_error = brief(err)
                 log.error("scoring pipeline failed: %s", summary.pipeline_error)
                 for result in collector.unfinished(f"scoring pipeline failed before this call finished: {summary.pipeline_error}"):
                     record(result)

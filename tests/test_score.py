@@ -387,3 +387,16 @@ def test_segments_follow_the_turns_of_a_generated_archive(bundle, tmp_path, loca
         for turn in turns[turns["end_s"] - turns["start_s"] >= 1.5].itertuples():  # every turn is scored
             same_call = mine[mine["call_id"] == turn.call_id]
             assert ((same_call["start_s"] < turn.end_s) & (same_call["end_s"] > turn.start_s)).any()
+
+
+def test_a_failed_pipeline_still_accounts_for_every_call(archive, bundle, tmp_path, local_ray):
+    root, expected = archive
+    broken = tmp_path / "broken-model"
+    shutil.copytree(bundle, broken)
+    (broken / "model.keras").write_bytes(b"not a model")  # bundle.json is fine, so this surfaces in the actors
+
+    summary = score(root, tmp_path / "reports", broken)
+    assert summary.pipeline_error and (summary.ok, summary.error) == (0, len(expected))
+    calls = rows(connect(str(tmp_path / "reports")), "SELECT call_id, status, error FROM calls")
+    assert {r["call_id"] for r in calls} == set(expected) and {r["status"] for r in calls} == {"error"}
+    assert all(r["error"].startswith("scoring pipeline failed") or expected[r["call_id"]] == "error" for r in calls)
