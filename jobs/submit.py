@@ -161,7 +161,7 @@ def wait_for_job(client, submission_id: str, poll_seconds: float = 1.0) -> str:
     """Block until the job reaches a terminal status and return it (``SUCCEEDED``, ``FAILED`` or ``STOPPED``)."""
     while not (status := client.get_job_status(submission_id)).is_terminal():
         time.sleep(poll_seconds)
-    return str(status.value)
+    return status.value
 
 
 def follow_job(client, submission_id: str) -> int:
@@ -190,7 +190,7 @@ address_option = click.option(
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Stream the job's logs and exit with its status (0 succeeded, 1 failed, 3 stopped).")
 @click.option("--working-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder shipped as the job's working directory (default: this project's root).")
+              help="Folder shipped as the job's working directory (default: this project's root, when ser runs from a checkout).")
 @click.option("--no-working-dir", is_flag=True, help="Ship no working directory; the cluster image's ser runs.")
 @click.option("--pip", multiple=True, metavar="REQ", help="pip requirement installed for the job. Repeatable.")
 @click.option("--image-uri", default=None, help="Container image to run the job's processes in.")
@@ -208,18 +208,24 @@ def cli(ctx, address, wait, working_dir, no_working_dir, pip, image_uri, env_opt
 
     \b
     ser submit --address http://HEAD:8265 -- extract --corpus ravdess=s3://b/ravdess --out s3://b/features
+
+    With Ray token authentication on, the token is read from RAY_AUTH_TOKEN, the file named by RAY_AUTH_TOKEN_PATH,
+    or ~/.ray/auth_token. See cluster/README.md.
     """
     entrypoint = job_entrypoint(command, set(ctx.find_root().command.commands))
     if working_dir and no_working_dir:
         raise click.UsageError("--working-dir and --no-working-dir exclude each other")
     try:
-        base = json.loads(runtime_env_json) if runtime_env_json else None
+        base = json.loads(runtime_env_json) if runtime_env_json else {}
     except json.JSONDecodeError as err:
         raise click.BadParameter(str(err), param_hint="--runtime-env-json") from None
-    default_dir = str(PROJECT_ROOT) if (PROJECT_ROOT / "pyproject.toml").is_file() else None
+    if no_working_dir:
+        base.pop("working_dir", None)
+    elif not working_dir and "working_dir" not in base and (PROJECT_ROOT / "pyproject.toml").is_file():
+        working_dir = str(PROJECT_ROOT)  # the default: this project, unless the JSON names a working_dir
     runtime_env = build_runtime_env(
         base,
-        working_dir=None if no_working_dir else (working_dir or default_dir),
+        working_dir=working_dir,
         pip=pip,
         image_uri=image_uri,
         env_vars=parse_env_options(env_options),

@@ -3,7 +3,7 @@
 The cluster (``tests/cluster_fixture.py``) is shaped like the production one: a head that only runs drivers
 (0 CPUs, ``ray start --head``) and two worker nodes of 1 CPU, each a separate raylet. Token authentication is on;
 the nodes get the moto server's AWS_* variables the way cluster nodes get credentials from their environment.
-Jobs share data through fixtures: extract -> tiny train -> score with the trained model.
+Session fixtures run each job once: extract from an S3 corpus, train on its features, score an S3 call archive.
 """
 
 from __future__ import annotations

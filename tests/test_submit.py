@@ -6,7 +6,6 @@ Submission to a real cluster is tested in ``test_multinode.py``.
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import click
 import pytest
