@@ -140,15 +140,28 @@ class LocalRayCluster:
             # One at a time: nodes starting together in one session folder pick the same socket and log names.
             self.add_node(cpus, timeout)
 
-    def add_node(self, num_cpus: int = 1, timeout: float = 90.0) -> RayNode:
-        """Join one more node (a separate raylet) to the cluster and wait until it is alive."""
+    def add_node(self, num_cpus: int = 1, timeout: float = 90.0, attempts: int = 2) -> RayNode:
+        """Join one more node (a separate raylet) to the cluster and wait until it is alive.
+
+        Ray gives a starting raylet 30 s to register with the GCS; on a machine whose CPUs are busy with other
+        work that can run out, so a node that gave up is started again (``attempts`` times in all).
+        """
         expected = len(self.alive_nodes()) + 1
         node = self._spawn(f"worker{len(self.workers) + 1}", [
             str(VENV_BIN / "python"), "-m", "tests.cluster_fixture", f"--address={self.gcs_address}",
             f"--num-cpus={num_cpus}", f"--temp-dir={self.temp_dir}", *self._agent_port_options(),
         ])
         self.workers.append(node)
-        self._wait_for_nodes(expected, node, timeout)
+        try:
+            self._wait_for_nodes(expected, node, timeout)
+        except RuntimeError:
+            gave_up = node.process.poll() is not None  # rather than hanging until our timeout
+            node.signal(signal.SIGKILL)  # whatever the failed start left behind
+            node.process.wait(timeout=10)
+            if attempts <= 1 or not gave_up:
+                raise
+            self.workers.remove(node)
+            return self.add_node(num_cpus, timeout, attempts - 1)
         return node
 
     def kill_node(self, node: RayNode, timeout: float = 60.0) -> None:
