@@ -19,8 +19,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# Voices for the demo archive: the held-out test speakers of ../shared/corpora when present, else synthetic.
+DEMO_VOICES := $(if $(wildcard $(CORPORA)/ravdess),--corpus ravdess=$(CORPORA)/ravdess --corpus tess=$(CORPORA)/tess --split test,)
+
 demo: setup
-	$(BIN)/python -m jobs.demo --out $(DEMO_OUT) --corpora $(CORPORA)
+	$(BIN)/ser make-archive $(DEMO_VOICES) --calls 8 --out $(DEMO_OUT)/archive
+	$(BIN)/ser score --archive $(DEMO_OUT)/archive --out $(DEMO_OUT)/reports
+	$(BIN)/ser report --reports $(DEMO_OUT)/reports
 
 test: setup
 	$(BIN)/pytest -q
