@@ -2,9 +2,9 @@
 
 job
     Runs ``ser train`` from cached features (``ser extract --augment 4``) in a fresh process with its own local
-    Ray, once per ``--workers`` value, while sampling the resident memory of that process and all its
-    descendants (Ray's processes and the training workers) every 0.1 s (``bench/score.py``'s sampler).
-    Records wall time, peak summed RSS and the bundle's validation/test figures.
+    Ray, once per ``--workers`` value, while sampling the memory of that process and all its descendants (Ray's
+    processes and the training workers) every 0.5 s. Records wall time, peak summed RSS (counts object-store pages
+    once per process mapping them, so it overstates), peak summed PSS, and the bundle's validation/test figures.
 
 classic
     The classic SER notebook recipe on the same split: ``librosa.load`` at 22 050 Hz, a 2.5 s crop from 0.6 s,
@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +39,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract import notebook_features  # noqa: E402  (bench/extract.py)
-from score import measure  # noqa: E402  (bench/score.py)
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.pop("RAY_ADDRESS", None)
@@ -49,6 +49,47 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%d")}
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """``(rss, pss)`` of one process in KiB from ``/proc/PID/smaps_rollup`` (0, 0 when it has gone)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    except (OSError, ValueError):
+        return 0, 0
+    return int(fields["Rss"].split()[0]), int(fields["Pss"].split()[0])
+
+
+def _descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError, IndexError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return found
+
+
+def measure(command: list[str]) -> dict:
+    """Wall time and peak summed RSS and PSS (shared object-store pages split between the processes mapping them)
+    of ``command`` and all its descendants, sampled every 0.5 s."""
+    started = time.time()
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak_rss = peak_pss = 0
+    while job.poll() is None:
+        memory = [_memory_kb(pid) for pid in _descendants(job.pid)]
+        peak_rss = max(peak_rss, sum(m[0] for m in memory))
+        peak_pss = max(peak_pss, sum(m[1] for m in memory))
+        time.sleep(0.5)
+    if job.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed with status {job.returncode}")
+    return {"wall_s": round(time.time() - started, 1), "peak_rss_total_mb": peak_rss // 1024, "peak_pss_total_mb": peak_pss // 1024,
+            "output": job.stdout.read().strip()}
 
 
 def run_job(features: str, workers: list[int], epochs: int, out_dir: Path) -> dict:
@@ -63,8 +104,8 @@ def run_job(features: str, workers: list[int], epochs: int, out_dir: Path) -> di
         runs[f"{n}_workers"] = {
             "wall_s": measured["wall_s"],
             "wall_min": round(measured["wall_s"] / 60, 1),
-            "cpu_s": measured["cpu_s"],
             "peak_rss_total_mb": measured["peak_rss_total_mb"],
+            "peak_pss_total_mb": measured["peak_pss_total_mb"],
             "epochs_run": len(info["training"]["history"]),
             "best_epoch": info["training"]["best_epoch"],
             "bundle": str(out),

@@ -96,7 +96,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         "model_version": bundle.version,
         "split": config.split,
         "split_note": "speaker-disjoint (RAVDESS, CREMA-D, manifests), word-disjoint (TESS) test split as assigned by ser extract"
-        if config.split == "test" else "every utterance, including any the model was trained on",
+        if config.split == "test" else "every utterance given; may include utterances the model was trained on",
         "corpora": [list(c) for c in config.corpora],
         "utterances_scored": int(len(frame)),
         "excluded_unknown_labels": dict(excluded),
@@ -130,11 +130,12 @@ def write_plots(folder: str, bundle, frame: pd.DataFrame, examples: dict, report
 
 def format_table(report: dict) -> str:
     """The report as a fixed-width text table, one row per corpus and overall."""
+    width = max([len("corpus"), *map(len, report["reports"])]) + 2
     lines = [f"model {report['model_version']}; {report['split']} split ({report['split_note']})",
-             f"{'corpus':<12}{'n':>6}{'accuracy':>10}{'UAR':>8}{'macro-F1':>10}  per-class recall"]
+             f"{'corpus':<{width}}{'n':>6}{'accuracy':>10}{'UAR':>8}{'macro-F1':>10}  per-class recall"]
     for name, r in report["reports"].items():
         recalls = " ".join(f"{label}={v['recall']:.2f}" for label, v in r["per_class"].items() if v["recall"] is not None)
-        lines.append(f"{name:<12}{r['n']:>6}{r['accuracy']:>10.3f}{r['uar']:>8.3f}{r['macro_f1']:>10.3f}  {recalls}")
+        lines.append(f"{name:<{width}}{r['n']:>6}{r['accuracy']:>10.3f}{r['uar']:>8.3f}{r['macro_f1']:>10.3f}  {recalls}")
     if report["excluded_unknown_labels"]:
         lines.append(f"excluded (labels the model does not know): {json.dumps(report['excluded_unknown_labels'])}")
     if report["rejected_files"] or report["decode_errors"]:

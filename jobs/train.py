@@ -295,14 +295,14 @@ def model_card(info: dict) -> str:
 
 
 def write_bundle_figures(folder: str, info: dict) -> list:
-    """Learning curves and the overall validation/test confusion matrices as PNGs in ``folder/figures``."""
+    """Learning curves and the overall validation/test confusion matrices as PNGs in the local ``folder/figures``."""
     from ser_core import plots
 
-    figures = storage.join(folder, "figures")
-    written = [plots.learning_curves(info["training"]["history"], storage.join(figures, "learning_curves.png"), info["training"]["best_epoch"])]
+    figures = os.path.join(folder, "figures")
+    written = [plots.learning_curves(info["training"]["history"], os.path.join(figures, "learning_curves.png"), info["training"]["best_epoch"])]
     for split, reports in info["metrics"].items():
         r = reports["overall"]
-        written.append(plots.confusion(r, storage.join(figures, f"confusion_{split}.png"), f"all corpora, {split} split: UAR {r['uar']:.3f}, n={r['n']}"))
+        written.append(plots.confusion(r, os.path.join(figures, f"confusion_{split}.png"), f"all corpora, {split} split: UAR {r['uar']:.3f}, n={r['n']}"))
     return written
 
 
@@ -410,11 +410,18 @@ def run_train(config: TrainJobConfig) -> dict:
         },
         "metrics": evaluate_splits(model, datasets, spec, mean, std),
     }
-    storage.makedirs(config.out)
-    save_bundle(model, spec, mean, std, config.out, info=info, card=model_card(info))
-    if not storage.is_remote(config.out):
-        write_bundle_figures(config.out, info)
+    with tempfile.TemporaryDirectory() as folder:
+        save_bundle(model, spec, mean, std, folder, info=info, card=model_card(info))
+        write_bundle_figures(folder, info)
+        publish_folder(folder, config.out)
     return info
+
+
+def publish_folder(local: str, out: str) -> None:
+    """Copy every file under ``local`` to ``out`` (a folder or ``s3://`` prefix), each file written atomically."""
+    for path in sorted(Path(local).rglob("*")):
+        if path.is_file():
+            storage.write_bytes_atomic(storage.join(out, *path.relative_to(local).parts), path.read_bytes())
 
 
 @click.command("train")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jobs.extract import ExtractJobConfig, run_extract
-from jobs.train import BEST_WEIGHTS, TrainJobConfig, materialise, run_train, split_datasets
+from jobs.train import BEST_WEIGHTS, TrainJobConfig, materialise, publish_folder, run_train, split_datasets
 from ser_core.features import FeatureSpec
 from ser_core.featurize import ExtractConfig
 from ser_core.model import ModelConfig, TrainConfig, build_model, load_bundle
@@ -89,3 +89,16 @@ def test_a_crashed_worker_resumes_from_the_last_checkpoint(tiny_features, tmp_pa
     assert training["restored_from_epoch"] == 1  # the restarted group started at epoch 1, not 0
     assert [h["epoch"] for h in training["history"]] == [0, 1]
     assert os.path.exists(out / "model.keras")
+
+
+def test_a_bundle_is_published_file_by_file_to_s3(tmp_path, s3_bucket):
+    import s3fs
+
+    local = tmp_path / "bundle"
+    (local / "figures").mkdir(parents=True)
+    (local / "bundle.json").write_text("{}")
+    (local / "figures" / "learning_curves.png").write_bytes(b"png")
+    publish_folder(str(local), f"{s3_bucket}/models/m1")
+    fs = s3fs.S3FileSystem()
+    found = sorted(p.split("/models/m1/", 1)[1] for p in fs.find(f"{s3_bucket}/models/m1"))
+    assert found == ["bundle.json", "figures/learning_curves.png"]
