@@ -10,7 +10,6 @@ not know are counted and excluded; files that cannot be used are counted with th
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from dataclasses import dataclass
 
@@ -27,8 +26,6 @@ from ser_core.features import FeatureSpec, utterance_windows
 from ser_core.manifest import Utterance
 from ser_core.metrics import grouped_reports
 from ser_core.splits import SplitConfig, assign_splits
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
