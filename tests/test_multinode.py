@@ -136,17 +136,13 @@ def extracted(ray_cluster, s3_corpus) -> tuple[subprocess.CompletedProcess, str]
 
 
 @pytest.fixture(scope="session")
-def trained(ray_cluster, extracted, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, str]:
-    """``ser submit -- train``: one epoch on two Train workers (one per worker node), checkpoints in S3.
-
-    The bundle goes to a local folder (every node of this cluster shares the machine's disk): ``ser train`` writes
-    bundles with local file APIs only, so far.
-    """
+def trained(ray_cluster, extracted) -> tuple[subprocess.CompletedProcess, str]:
+    """``ser submit -- train``: one epoch on two Train workers (one per worker node); bundle and checkpoints in S3."""
     _, features = extracted
-    out, run_dir = tmp_path_factory.mktemp("model") / "bundle", f"{new_bucket('train-runs')}/tiny"
-    result = submit(ray_cluster, "train", "--features", features, "--out", str(out), "--run-dir", run_dir,
-                    "--workers", "2", "--cpus-per-worker", "1", "--epochs", "1", "--batch-size", "8")
-    return result, out, run_dir
+    out = f"{new_bucket('models')}/ser/tiny"
+    result = submit(ray_cluster, "train", "--features", features, "--out", out, "--workers", "2", "--cpus-per-worker", "1",
+                    "--epochs", "1", "--batch-size", "8")
+    return result, out
 
 
 # ------------------------------------------------------------------------------------------------- tests
@@ -213,13 +209,13 @@ def test_a_job_run_as_a_driver_joins_the_cluster_through_ray_address(ray_cluster
     assert drivers and drivers[-1]["status"] == "SUCCEEDED"
 
 
-def test_submit_tiny_train_runs_one_worker_per_node_and_checkpoints_to_s3(ray_cluster, trained):
-    result, out, run_dir = trained
+def test_submit_tiny_train_runs_one_worker_per_node_and_writes_to_s3(ray_cluster, trained):
+    result, out = trained
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    info = json.loads((out / "bundle.json").read_text())
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    info = json.loads(fs.cat_file(f"{out.removeprefix('s3://')}/bundle.json"))
     assert info["training"]["workers"] == 2 and [h["epoch"] for h in info["training"]["history"]] == [0]
-    checkpoints = s3fs.S3FileSystem(skip_instance_cache=True).glob(f"{run_dir.removeprefix('s3://')}/**/state.json")
-    assert checkpoints, "Ray Train wrote no checkpoint to S3"
+    assert fs.glob(f"{out.removeprefix('s3://')}/ray_run/**/state.json"), "Ray Train wrote no checkpoint to S3"
     assert len(nodes_that_ran(ray_cluster, submission_id_of(result), "actors", "RayTrainWorker")) == 2
 
 
