@@ -236,6 +236,14 @@ def accuracy(args) -> dict:
     labels = (*EMOTIONS, "unscored")
     through = classification_report(list(customer["emotion"]), pipeline, labels)
     clips = classification_report(list(customer["emotion"]), clip, labels)
+    per_corpus = {}
+    for corpus, turns in customer.groupby("corpus"):
+        truth_labels = list(turns["emotion"])
+        per_corpus[corpus] = {
+            "customer_turns": len(turns),
+            "pipeline_uar": classification_report(truth_labels, [pipeline[i] for i in turns.index], labels)["uar"],
+            "clip_uar": classification_report(truth_labels, [clip[i] for i in turns.index], labels)["uar"],
+        }
     return {
         "model_version": bundle.version,
         "corpora": args.corpus,
@@ -245,6 +253,7 @@ def accuracy(args) -> dict:
         "clip_uar": clips["uar"],
         "difference_points": round(100 * (through["uar"] - clips["uar"]), 1),
         "within_5_points": abs(through["uar"] - clips["uar"]) <= 0.05,
+        "per_corpus": per_corpus,
         "pipeline_report": through,
         "clip_report": clips,
         "score_run": run,

@@ -36,7 +36,7 @@ class VadConfig:
     min_gap_s: float = 0.3
     min_speech_s: float = 0.2
     min_modulation_db: float = 6.0
-    pad_s: float = 0.05
+    pad_s: float = 0.15
 
 
 def frame_levels_db(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
@@ -96,7 +96,7 @@ def smooth(mask: np.ndarray, levels_db: np.ndarray, config: VadConfig, frame_s: 
         spread = np.array([np.subtract(*np.percentile(levels_db[a:b], [90, 10])) for a, b in regions])
         regions = regions[spread >= config.min_modulation_db]
     pad = int(round(config.pad_s / frame_s))
-    padded = np.clip(regions + np.array([-pad, pad]), 0, mask.size)
+    padded = np.clip(regions + np.array([-pad, pad]), 0, mask.size - 1)  # frame n // hop: no region ends after the audio
     return bridge_gaps(padded, 1)
 
 

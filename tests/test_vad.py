@@ -102,3 +102,13 @@ def test_double_talk_at_similar_levels_is_speech_on_both_channels():
     both = place(6.0, [(1.0, 5.0)])
     regions = speech_regions(np.stack([both, place(6.0, [(1.0, 5.0)], seed=3)]), SPEC)
     assert all(len(r) == 1 for r in regions)
+
+
+def test_regions_end_within_the_audio():
+    """Speech up to the last sample (padding included) ends at the audio's end, not one frame after it."""
+    seconds_total = 3.0
+    y = place(seconds_total, [(1.0, seconds_total)])
+    y[-RATE // 10 :] = 0.3 * np.sin(2 * np.pi * 200 * np.arange(RATE // 10) / RATE)  # loud to the very end
+    (region,) = speech_regions(y[np.newaxis], SPEC)[0]
+    assert region[1] * FRAME_S <= seconds_total
+    assert region[1] * FRAME_S > seconds_total - FRAME_S
