@@ -219,51 +219,66 @@ class ArchiveSummary:
     synthetic: bool = False
 
 
+def collect_voices(config: ArchiveConfig, rng: np.random.Generator, summary: ArchiveSummary) -> tuple[dict[str, list[Voice]], list[Voice]]:
+    """Every speaker's voices, and the customer turns in order (a corpus speaker's utterances shuffled, speakers in turn)."""
+    if config.synthetic:
+        return synthetic_voices(config, rng)
+    spec = FeatureSpec()
+    by_speaker: dict[str, list[Voice]] = defaultdict(list)
+    for utt in corpus_utterances(config):
+        try:
+            by_speaker[f"{utt.corpus}/{utt.speaker}"].append(corpus_voice(utt, spec))
+        except AudioDecodeError as err:
+            summary.skipped_utterances.append(f"{utt.uri}: {err.reason}")
+    if len(by_speaker) < 2:
+        raise click.ClickException("the archive needs at least two speakers (agent and customer) in the chosen split")
+    return by_speaker, [by_speaker[s][i] for s in sorted(by_speaker) for i in rng.permutation(len(by_speaker[s]))]
+
+
+def customer_groups(pool: list[Voice], size: int) -> list[list[Voice]]:
+    """Consecutive runs of up to ``size`` turns of one speaker: one call's customer turns each."""
+    groups: list[list[Voice]] = []
+    for voice in pool:
+        if not groups or len(groups[-1]) == size or groups[-1][0].speaker != voice.speaker:
+            groups.append([])
+        groups[-1].append(voice)
+    return groups
+
+
+def truth_rows(call_id: str, turns: list[Turn], escalate: bool, config: ArchiveConfig) -> list[dict]:
+    """The call's rows of :data:`ser_core.schema.GROUND_TRUTH`."""
+    customer_negative = {t.voice.emotion in NEGATIVE_EMOTIONS for t in turns if t.role == "customer"}
+    mood = "escalating" if escalate and len(customer_negative) == 2 else "mixed"
+    return [
+        {
+            "call_id": call_id, "turn": number, "role": turn.role,
+            "channel": (0 if turn.role == "agent" else 1) if config.stereo else 0,
+            "start_s": turn.start_s, "end_s": turn.end_s, "emotion": turn.voice.emotion, "speaker": turn.voice.speaker,
+            "corpus": turn.voice.corpus, "utterance_id": turn.voice.utterance_id, "source_uri": turn.voice.source_uri,
+            "call_mood": mood, "synthetic": config.synthetic,
+        }
+        for number, turn in enumerate(turns)
+    ]
+
+
 def make_archive(config: ArchiveConfig) -> ArchiveSummary:
     """Build the archive and its ground truth under ``config.out``."""
     rng = np.random.default_rng(config.seed)
     summary = ArchiveSummary(synthetic=config.synthetic)
-    if config.synthetic:
-        by_speaker, customer_pool = synthetic_voices(config, rng)
-    else:
-        spec = FeatureSpec()
-        by_speaker = defaultdict(list)
-        for utt in corpus_utterances(config):
-            try:
-                by_speaker[f"{utt.corpus}/{utt.speaker}"].append(corpus_voice(utt, spec))
-            except AudioDecodeError as err:
-                summary.skipped_utterances.append(f"{utt.uri}: {err.reason}")
-        if len(by_speaker) < 2:
-            raise click.ClickException("the archive needs at least two speakers (agent and customer) in the chosen split")
-        customer_pool = [by_speaker[s][i] for s in sorted(by_speaker) for i in rng.permutation(len(by_speaker[s]))]
-    # Calls take consecutive customer turns from one speaker at a time.
-    groups: list[list[Voice]] = []
-    for voice in customer_pool:
-        if not groups or len(groups[-1]) == config.customer_turns or groups[-1][0].speaker != voice.speaker:
-            groups.append([])
-        groups[-1].append(voice)
+    by_speaker, customer_pool = collect_voices(config, rng, summary)
+    groups = customer_groups(customer_pool, config.customer_turns)
     order = rng.permutation(len(groups))
-    n_calls = config.calls or len(groups)
     truth = []
-    audio_root = storage.join(config.out, "audio")
-    for index in range(n_calls):
+    for index in range(config.calls or len(groups)):
         customer = groups[order[index % len(groups)]]
         agents = sorted(s for s in by_speaker if s != customer[0].speaker)
-        agent = by_speaker[agents[int(rng.integers(len(agents)))]]
         escalate = index % 3 == 2
-        turns = arrange(customer, agent, escalate, config, rng)
+        turns = arrange(customer, by_speaker[agents[int(rng.integers(len(agents)))]], escalate, config, rng)
         call_id = f"{config.date}/queue-{index % config.queues + 1}/c-{index:04d}"
         samples = render(turns, config, rng)
-        storage.write_bytes_atomic(storage.join(audio_root, f"{call_id}.{config.audio_format}"), _encode(samples, config.audio_format))
-        mood = "escalating" if escalate and len({t.voice.emotion in NEGATIVE_EMOTIONS for t in turns if t.role == "customer"}) == 2 else "mixed"
-        for number, turn in enumerate(turns):
-            truth.append({
-                "call_id": call_id, "turn": number, "role": turn.role,
-                "channel": (0 if turn.role == "agent" else 1) if config.stereo else 0,
-                "start_s": turn.start_s, "end_s": turn.end_s, "emotion": turn.voice.emotion, "speaker": turn.voice.speaker,
-                "corpus": turn.voice.corpus, "utterance_id": turn.voice.utterance_id, "source_uri": turn.voice.source_uri,
-                "call_mood": mood, "synthetic": config.synthetic,
-            })
+        uri = storage.join(config.out, "audio", f"{call_id}.{config.audio_format}")
+        storage.write_bytes_atomic(uri, _encode(samples, config.audio_format))
+        truth += truth_rows(call_id, turns, escalate, config)
         summary.calls += 1
         summary.turns += len(turns)
         summary.audio_seconds += samples.shape[0] / RATE

@@ -121,7 +121,7 @@ def check_contract(out: str, expected: dict[str, str], archive: str, model_versi
     assert {k: r["status"] for k, r in calls.items()} == expected
     for call in calls.values():
         assert (call["error"] is None) == (call["status"] == "ok")
-        assert call["source_uri"].endswith(call["call_id"] + Path(call["source_uri"]).suffix)
+        assert call["source_uri"] == f"{archive}/{call['call_id']}{Path(call['source_uri']).suffix}"
     assert con.sql("SELECT DISTINCT CAST(date AS VARCHAR), model_version FROM calls").fetchall() == [(DATE, model_version)]
     assert con.sql("SELECT count(DISTINCT run_id), count(scored_at) FROM calls").fetchall()[0] == (1, len(expected))
 
