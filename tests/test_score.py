@@ -70,6 +70,8 @@ def build_archive(root: Path) -> dict[str, str]:
     write_speech(day / "queue-1" / "c-mono16k.flac", seconds=8.0, sample_rate=16000)
     write_speech(day / "queue-2" / "c-stereo16k.flac", seconds=10.0, sample_rate=16000, channels=2)
     write_speech(day / "queue-2" / "c-mulaw.wav", seconds=6.0, sample_rate=8000, subtype="ULAW")
+    write_speech(day / "queue-3" / "c-vorbis.ogg", seconds=6.0, sample_rate=44100, channels=2, subtype="VORBIS")
+    write_speech(day / "queue-3" / "c-mpeg.mp3", seconds=6.0, sample_rate=48000)
     write_audio(day / "queue-2" / "c-silence.wav", np.zeros(5 * 8000, np.float32), 8000)
     write_audio(root / "2026-11-24" / "quiet" / "c-hiss.flac", (1e-4 * np.random.default_rng(0).standard_normal(5 * 16000)).astype(np.float32), 16000)
     (root / "notes").mkdir()
@@ -157,6 +159,8 @@ def check_contract(out: str, expected: dict[str, str], archive: str, model_versi
     agent, customer = turns[turns["speaker_role"] == "agent"], turns[turns["speaker_role"] == "customer"]
     assert len(agent) and agent["end_s"].max() <= AGENT_TALKS[1] + 0.5  # the leak of the customer is not scored
     assert len(customer) and customer["start_s"].min() >= CUSTOMER_TALKS[0] - 0.5
+    for name, rate, channels in (("queue-3/c-vorbis", 44100, 2), ("queue-3/c-mpeg", 48000, 1), ("queue-2/c-mulaw", 8000, 1)):
+        assert (calls[f"{DATE}/{name}"]["sample_rate"], calls[f"{DATE}/{name}"]["channels"]) == (rate, channels)
     mono16k = calls[f"{DATE}/queue-1/c-mono16k"]
     assert (mono16k["sample_rate"], mono16k["channels"], mono16k["agent_speech_s"]) == (16000, 1, None)
     assert mono16k["mono_speech_s"] > 0 and mono16k["escalated"] is None
