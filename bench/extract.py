@@ -20,6 +20,8 @@ import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,8 +84,8 @@ def run_job(files: list[Path], workers: int, workdir: Path) -> float:
     try:
         # Every utterance in train so that each gets its three copies, as in the notebook.
         config = dict(extract=ExtractConfig(augment_copies=3), splits=SplitConfig(validation=0.0, test=0.0),
-                      shard_size=max(4, len(files) // (8 * workers)), progress=False)
-        run_extract(ExtractJobConfig(corpora=(("manifest", str(csv)),), out=str(workdir / "warm"), **{**config, "shard_size": 2}))
+                      shard_size=max(4, len(files) // (4 * workers)), progress=False)
+        run_extract(ExtractJobConfig(corpora=(("manifest", str(csv)),), out=str(workdir / f"warm-{workers}"), **{**config, "shard_size": 2}))
         started = time.perf_counter()
         run_extract(ExtractJobConfig(corpora=(("manifest", str(csv)),), out=str(workdir / f"out-{workers}"), **config))
         return time.perf_counter() - started
@@ -91,18 +93,30 @@ def run_job(files: list[Path], workers: int, workdir: Path) -> float:
         ray.shutdown()
 
 
+def _job_in_fresh_process(n_files: int, workers: int, workdir: Path) -> float:
+    """Each Ray configuration runs in its own process, so no Ray instance outlives its measurement."""
+    command = [sys.executable, __file__, "--files", str(n_files), "--job-workers", str(workers), "--workdir", str(workdir)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["wall_s"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=240)
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "extract.json"))
+    parser.add_argument("--job-workers", type=int, help=argparse.SUPPRESS)  # internal: one job run in a fresh process
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     files = pick_files(args.files)
+    if args.job_workers:
+        print(json.dumps({"wall_s": run_job(files, args.job_workers, Path(args.workdir))}))
+        return
     audio_seconds = sum(sf.info(p).duration for p in files)
     workdir = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
         run_notebook(files[:4])  # numba JIT warm-up, not timed
         notebook_cpu = run_notebook(files)
-        job_wall = {w: run_job(files, w, workdir) for w in (1, 2)}
+        job_wall = {w: _job_in_fresh_process(args.files, w, workdir) for w in (1, 2)}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     per_core = {
