@@ -41,8 +41,6 @@ import datetime as dt
 import json
 import logging
 import posixpath
-import shutil
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -61,7 +59,7 @@ from ser_core.audio import AudioDecodeError, decode
 from ser_core.calls import CallResult, ScoringConfig, WindowBatch, call_windows, speaker_role, speech_seconds, summarise_call, window_labels
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
-from ser_core.model import BUNDLE_FILE, BUNDLED_MODEL_DIR
+from ser_core.model import BUNDLE_FILE, BundleError, read_bundle_files
 from ser_core.schema import CALLS, SEGMENTS
 from ser_core.vad import speech_regions
 
@@ -131,17 +129,6 @@ def list_calls(archive: str) -> list[CallInput]:
     return [CallInput(stem if taken[stem] == 1 else rel, uri) for uri, rel, stem in zip(uris, relative, stems)]
 
 
-def read_bundle_files(model: str | None) -> dict[str, bytes]:
-    """The files of a model bundle folder (local or remote), so actors anywhere in the cluster can load it."""
-    folder = model or str(BUNDLED_MODEL_DIR)
-    fs, path = storage.filesystem(folder)
-    names = [p for p in fs.ls(path, detail=False) if fs.isfile(p)] if fs.exists(path) else []
-    files = {posixpath.basename(p.replace("\\", "/")): fs.cat_file(p) for p in names}
-    if BUNDLE_FILE not in files:
-        raise click.ClickException(f"{folder}: no {BUNDLE_FILE}; not a model bundle")
-    return files
-
-
 # ------------------------------------------------------------------------------------------ the actor
 
 
@@ -151,18 +138,11 @@ class CallScorer:
     def __init__(self, bundle_files: dict[str, bytes], scoring: ScoringConfig, batch_size: int, threads: int = 1):
         import tensorflow as tf
 
-        from ser_core.model import load_bundle
+        from ser_core.model import load_bundle_files
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        folder = tempfile.mkdtemp(prefix="ser-model-")
-        try:
-            for name, data in bundle_files.items():
-                with open(posixpath.join(folder, name), "wb") as handle:
-                    handle.write(data)
-            self.bundle = load_bundle(folder)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        self.bundle = load_bundle_files(bundle_files, "shipped by the driver")
         self.scoring = scoring
         self.batch_size = batch_size
 
@@ -459,7 +439,10 @@ def run_score(config: ScoreJobConfig) -> ScoreSummary:
     from jobs.ray_runtime import ensure_ray
 
     started = time.time()
-    bundle_files = read_bundle_files(config.model)
+    try:
+        bundle_files = read_bundle_files(config.model)
+    except BundleError as err:
+        raise click.ClickException(str(err)) from None
     info = json.loads(bundle_files[BUNDLE_FILE])
     spec = FeatureSpec.from_dict(info["feature_spec"])
     summary = ScoreSummary(model_version=info["model_version"], run_id=make_run_id())

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ser_core import storage
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
 
@@ -301,12 +304,38 @@ def save_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, out
     return folder
 
 
+def read_bundle_files(uri: str | Path | None = None) -> dict[str, bytes]:
+    """The top-level files of a bundle folder (local or ``s3://``; default: the bundled model), by name.
+
+    Shipping these bytes lets a process anywhere (a Ray actor on another node) rebuild the bundle locally.
+    """
+    folder = str(uri) if uri is not None else str(BUNDLED_MODEL_DIR)
+    fs, path = storage.filesystem(folder)
+    names = [p for p in fs.ls(path, detail=False) if fs.isfile(p)] if fs.exists(path) else []
+    files = {posixpath.basename(p.replace("\\", "/")): fs.cat_file(p) for p in names}
+    if BUNDLE_FILE not in files:
+        raise BundleError(f"{folder}: no {BUNDLE_FILE}; not a model bundle")
+    return files
+
+
+def load_bundle_files(files: dict[str, bytes], source: str, expected_spec: FeatureSpec | None = None) -> "ModelBundle":
+    """Load a bundle from :func:`read_bundle_files` output; ``source`` names where it came from."""
+    with tempfile.TemporaryDirectory(prefix="ser-model-") as folder:
+        for name, data in files.items():
+            Path(folder, name).write_bytes(data)
+        bundle = load_bundle(folder, expected_spec)
+    bundle.path = source
+    return bundle
+
+
 def load_bundle(path: str | Path | None = None, expected_spec: FeatureSpec | None = None) -> ModelBundle:
-    """Load a bundle (default: the one shipped in the package) with Keras safe mode.
+    """Load a bundle (default: the one shipped in the package; ``s3://`` URIs too) with Keras safe mode.
 
     Refuses, with :class:`BundleError`, a bundle whose feature version differs from ``expected_spec``'s
     or from the version its own stored spec hashes to.
     """
+    if path is not None and storage.is_remote(str(path)):
+        return load_bundle_files(read_bundle_files(path), str(path), expected_spec)
     folder = Path(path) if path is not None else BUNDLED_MODEL_DIR
     try:
         info = json.loads((folder / BUNDLE_FILE).read_text())

@@ -118,3 +118,19 @@ def test_the_shipped_bundle_loads_in_safe_mode_and_describes_itself():
     assert sum(p.stat().st_size for p in BUNDLED_MODEL_DIR.rglob("*") if p.is_file()) < 8 * 2**20
     probs = bundle.predict(random_windows(2))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_bundle_on_s3_loads_to_the_same_predictions(s3_bucket):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    for path in BUNDLED_MODEL_DIR.iterdir():
+        if path.is_file():
+            fs.put(str(path), f"{s3_bucket}/models/default/{path.name}")
+    remote = load_bundle(f"{s3_bucket}/models/default", expected_spec=SPEC)
+    local = load_bundle()
+    windows = random_windows(3)
+    assert remote.version == local.version and remote.path == f"{s3_bucket}/models/default"
+    np.testing.assert_allclose(remote.predict(windows), local.predict(windows), atol=1e-6)
+    with pytest.raises(BundleError, match="not a model bundle"):
+        load_bundle(f"{s3_bucket}/models/missing")

@@ -188,15 +188,25 @@ def test_a_failing_job_makes_submit_exit_non_zero(ray_cluster):
 
 
 def test_submission_needs_the_clusters_token(ray_cluster, tmp_path):
-    """A laptop without the token (no RAY_AUTH_* variables, an empty ~/.ray) is refused; so is a wrong token."""
+    """A laptop without the token (no RAY_AUTH_* variables, an empty ~/.ray) is refused; so is a wrong token.
+
+    Each client is a fresh process: an in-process Ray started by an earlier test would lend Ray's client its own
+    cached token.
+    """
     url = ray_cluster.dashboard_url
-    laptop = {"HOME": str(tmp_path), "RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN_PATH": None}
-    missing = ser_here(ray_cluster, "jobs", "list", "--address", url, **laptop)
-    assert missing.exit_code == 1 and "Authentication required" in missing.stderr, missing.output
-    wrong = ser_here(ray_cluster, "jobs", "list", "--address", url, **laptop, RAY_AUTH_TOKEN="0" * 64)
-    assert wrong.exit_code == 1 and "Authentication failed" in wrong.stderr, wrong.output
-    right = ser_here(ray_cluster, "jobs", "list", "--address", url, **laptop, RAY_AUTH_TOKEN=ray_cluster.token_file.read_text())
-    assert right.exit_code == 0, right.output
+    laptop = {k: v for k, v in ray_cluster.client_env().items() if not k.startswith("RAY_AUTH")}
+    laptop["HOME"] = str(tmp_path)
+
+    def jobs_list(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([SER, "jobs", "list", "--address", url], env={**laptop, **extra}, capture_output=True,
+                              text=True, timeout=120)
+
+    missing = jobs_list()
+    assert missing.returncode == 1 and "Authentication required" in missing.stderr, missing.stdout + missing.stderr
+    wrong = jobs_list(RAY_AUTH_TOKEN="0" * 64)
+    assert wrong.returncode == 1 and "Authentication failed" in wrong.stderr, wrong.stdout + wrong.stderr
+    right = jobs_list(RAY_AUTH_TOKEN=ray_cluster.token_file.read_text())
+    assert right.returncode == 0, right.stdout + right.stderr
 
 
 def test_a_job_run_as_a_driver_joins_the_cluster_through_ray_address(ray_cluster, s3_corpus):
