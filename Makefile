@@ -24,7 +24,7 @@ DEMO_VOICES := $(if $(wildcard $(CORPORA)/ravdess),--corpus ravdess=$(CORPORA)/r
 
 demo: setup
 	$(BIN)/ser make-archive $(DEMO_VOICES) --calls 8 --out $(DEMO_OUT)/archive
-	$(BIN)/ser score --archive $(DEMO_OUT)/archive --out $(DEMO_OUT)/reports
+	$(BIN)/ser score --archive $(DEMO_OUT)/archive/audio --out $(DEMO_OUT)/reports
 	$(BIN)/ser report --reports $(DEMO_OUT)/reports
 
 test: setup
