@@ -54,11 +54,17 @@ def featurize_shard(utts: list[Utterance], spec: FeatureSpec) -> tuple[list[tupl
     return done, errors
 
 
-def select_utterances(utterances: list[Utterance], split: str) -> list[Utterance]:
-    """All utterances (``all``) or those extraction's default split assignment puts in ``split``."""
+def training_split_config(info: dict) -> SplitConfig:
+    """The split configuration the bundle's training features were made with (the default for older bundles)."""
+    recorded = (info.get("features") or {}).get("split_config")
+    return SplitConfig(**recorded) if recorded else SplitConfig()
+
+
+def select_utterances(utterances: list[Utterance], split: str, config: SplitConfig = SplitConfig()) -> list[Utterance]:
+    """All utterances (``all``) or those the split assignment ``config`` puts in ``split``."""
     if split == "all":
         return list(utterances)
-    assignment = assign_splits(utterances, SplitConfig())
+    assignment = assign_splits(utterances, config)
     return [u for u in utterances if assignment[u.utterance_id] == split]
 
 
@@ -68,7 +74,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
 
     bundle = load_bundle(config.model, expected_spec=FeatureSpec())
     scan = scan_all(config.corpora)
-    selected = select_utterances(scan.utterances, config.split)
+    selected = select_utterances(scan.utterances, config.split, training_split_config(bundle.info))
     known = [u for u in selected if u.emotion in bundle.labels]
     excluded = Counter(u.emotion for u in selected if u.emotion not in bundle.labels)
 

@@ -10,11 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import main
-from jobs.evaluate import select_utterances
+from jobs.evaluate import select_utterances, training_split_config
 from jobs.extract import scan_all
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
 from ser_core.model import ModelConfig, build_model, save_bundle
+from ser_core.splits import SplitConfig
 from tests.audio_factory import write_corrupt_files, write_speech
 from tests.test_train import write_fake_ravdess
 
@@ -53,6 +54,16 @@ def test_the_test_split_is_the_one_extraction_assigns(corpora):
     assert {int(s.removeprefix("actor")) % 2 for s in speakers} == {0, 1}
     train = {u.speaker for u in select_utterances(scan.utterances, "train")}
     assert not speakers & train and len(select_utterances(scan.utterances, "all")) == 56
+
+
+def test_the_test_split_follows_the_split_config_the_model_was_trained_with(corpora):
+    scan = scan_all((("ravdess", str(corpora["ravdess"])),))
+    recorded = {"features": {"split_config": {"validation": 0.15, "test": 0.15, "seed": 7}}}
+    assert training_split_config(recorded) == SplitConfig(seed=7)
+    assert training_split_config({}) == SplitConfig()
+    default_test = {u.speaker for u in select_utterances(scan.utterances, "test")}
+    seeded_test = {u.speaker for u in select_utterances(scan.utterances, "test", training_split_config(recorded))}
+    assert default_test != seeded_test
 
 
 def test_evaluate_reports_per_corpus_and_overall_with_json_and_plots(corpora, tiny_bundle, tmp_path, local_ray):
