@@ -149,11 +149,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     x, meta = materialise(ray.train.get_dataset_shard("train"), spec)
-    x = (x - mean) / std
+    x -= mean  # in place: the shard is the largest array a worker holds
+    x /= std
     y = ser_model.one_hot(meta["emotion"].to_numpy())
     weights = ser_model.sample_weights(meta["corpus"].to_numpy(), meta["emotion"].to_numpy(), train_config.balance)
     x_val, meta_val = materialise(ray.train.get_dataset_shard("validation"), spec)
-    x_val = (x_val - mean) / std
+    x_val -= mean
+    x_val /= std
     steps = loop_config["steps_per_epoch"]
 
     tf.random.set_seed(train_config.seed + rank)
