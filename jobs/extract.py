@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import posixpath
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -113,12 +112,6 @@ def featurize_shard(utts: list[Utterance], splits: dict[str, str], config: Extra
     return {"windows": len(rows), "errors": len(errors), "audio_seconds": seconds, "utterances": len(utts) - len(errors)}
 
 
-def _existing(folder: str) -> set[str]:
-    if not storage.exists(folder):
-        return set()
-    return {posixpath.basename(uri.replace("\\", "/")) for uri in storage.list_files(folder, (".parquet",))}
-
-
 def run_extract(config: ExtractJobConfig) -> ExtractSummary:
     """Run the extraction job and return its summary."""
     started = time.time()
@@ -138,12 +131,11 @@ def run_extract(config: ExtractJobConfig) -> ExtractSummary:
         name = f"shard-{index:05d}-{_shard_key(shard, splits, config.extract)}.parquet"
         planned.append((name, shard))
     names = {name for name, _ in planned}
-    done_features, done_errors = _existing(features_dir), _existing(errors_dir)
+    done_features, done_errors = storage.parquet_files(features_dir), storage.parquet_files(errors_dir)
     for folder, present in ((features_dir, done_features), (errors_dir, done_errors)):
         for stale in sorted(present - names):
             log.info("removing stale shard %s from an earlier plan", stale)
-            fs, path = storage.filesystem(storage.join(folder, stale))
-            fs.rm(path)
+            storage.remove(storage.join(folder, stale))
 
     todo = [(name, shard) for name, shard in planned if not (name in done_features and name in done_errors)]
     summary = ExtractSummary(shards_total=len(planned), shards_skipped=len(planned) - len(todo))

@@ -285,21 +285,6 @@ def _segments_dir(out: str) -> str:
     return storage.join(out, "segments")
 
 
-def _part_names(folder: str) -> set[str]:
-    """Parquet files under ``folder`` by path relative to it (``date=.../part-....parquet``)."""
-    fs, path = storage.filesystem(folder)
-    fs.invalidate_cache(path)
-    if not fs.exists(path):
-        return set()
-    return {storage.relative_to(uri, folder) for uri in storage.list_files(folder, (".parquet",))}
-
-
-def _remove(uri: str) -> None:
-    fs, path = storage.filesystem(uri)
-    if fs.exists(path):
-        fs.rm(path)
-
-
 def remove_calls_from_part(out: str, part: str, call_ids: set[str]) -> None:
     """Rewrite one part without ``call_ids``: its segments file first, then its calls file (which commits it)."""
     calls_uri, segments_uri = storage.join(_calls_dir(out), part), storage.join(_segments_dir(out), part)
@@ -312,8 +297,8 @@ def remove_calls_from_part(out: str, part: str, call_ids: set[str]) -> None:
         if remaining.num_rows == table.num_rows:
             continue
         if uri == calls_uri and remaining.num_rows == 0:
-            _remove(segments_uri)
-            _remove(calls_uri)
+            storage.remove(segments_uri)
+            storage.remove(calls_uri)
         else:
             storage.write_parquet_atomic(remaining.cast(schema), uri)
 
@@ -322,7 +307,7 @@ def load_index(out: str) -> dict[str, list[dict]]:
     """Every calls row in ``out`` as ``call_id -> [{status, model_version, scored_at, run_id, part}, ...]``."""
     index: dict[str, list[dict]] = {}
     folder = _calls_dir(out)
-    for part in sorted(_part_names(folder)):
+    for part in sorted(storage.parquet_files(folder)):
         fs, path = storage.filesystem(storage.join(folder, part))
         for row in pq.read_table(path, filesystem=fs, columns=INDEX_COLUMNS).to_pylist():
             index.setdefault(row["call_id"], []).append({**row, "part": part})
@@ -340,9 +325,9 @@ def recover(out: str) -> dict[str, dict]:
             fs, path = storage.filesystem(folder)
             for leftover in (p for p in (fs.find(path) if fs.exists(path) else []) if ".tmp-" in posixpath.basename(p)):
                 fs.rm(leftover)
-    for orphan in sorted(_part_names(_segments_dir(out)) - _part_names(_calls_dir(out))):
+    for orphan in sorted(storage.parquet_files(_segments_dir(out)) - storage.parquet_files(_calls_dir(out))):
         log.warning("removing %s: its calls file was never written (interrupted run)", orphan)
-        _remove(storage.join(_segments_dir(out), orphan))
+        storage.remove(storage.join(_segments_dir(out), orphan))
     latest: dict[str, dict] = {}
     stale: dict[str, set[str]] = {}
     for call_id, rows in load_index(out).items():

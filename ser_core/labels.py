@@ -19,11 +19,3 @@ VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
     "disgust": (-0.7, 0.2),
     "surprise": (0.3, 0.8),
 }
-
-
-def label_index(emotion: str) -> int:
-    """Position of a canonical ``emotion`` in :data:`EMOTIONS`; ``ValueError`` for anything else."""
-    try:
-        return EMOTIONS.index(emotion)
-    except ValueError:
-        raise ValueError(f"unknown emotion {emotion!r}; canonical labels are {', '.join(EMOTIONS)}") from None

@@ -71,9 +71,3 @@ def utterances_to_frame(utterances: list[Utterance]) -> pd.DataFrame:
 def rejected_to_frame(rejected: list[Rejected]) -> pd.DataFrame:
     """Rejects as a DataFrame with one column per :class:`Rejected` field."""
     return pd.DataFrame([dataclasses.asdict(r) for r in rejected], columns=REJECTED_COLUMNS)
-
-
-def utterances_from_frame(frame: pd.DataFrame) -> list[Utterance]:
-    """Inverse of :func:`utterances_to_frame` (extra columns such as ``split`` are ignored)."""
-    records = frame[MANIFEST_COLUMNS].astype(object).where(frame[MANIFEST_COLUMNS].notna(), None)
-    return [Utterance(**rec) for rec in records.to_dict("records")]

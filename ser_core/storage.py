@@ -10,7 +10,6 @@ import io
 import os
 import posixpath
 import uuid
-from typing import IO
 
 import fsspec
 import pyarrow as pa
@@ -55,9 +54,23 @@ def relative_to(uri: str, root: str) -> str:
     return posixpath.relpath(path.replace(os.sep, "/"), root_path.rstrip("/").replace(os.sep, "/"))
 
 
-def open_binary(uri: str) -> IO[bytes]:
-    """Open ``uri`` for binary reading (a file object usable by soundfile)."""
-    return fsspec.open(uri, "rb").open()
+def parquet_files(folder: str) -> set[str]:
+    """Parquet files under ``folder`` by path relative to it (empty when the folder does not exist).
+
+    The listing cache is dropped first, so files written since the last look (on S3 too) are seen.
+    """
+    fs, path = filesystem(folder)
+    fs.invalidate_cache(path)
+    if not fs.exists(path):
+        return set()
+    return {relative_to(uri, folder) for uri in list_files(folder, (".parquet",))}
+
+
+def remove(uri: str) -> None:
+    """Delete the file ``uri`` if it exists."""
+    fs, path = filesystem(uri)
+    if fs.exists(path):
+        fs.rm(path)
 
 
 def read_bytes(uri: str) -> bytes:
