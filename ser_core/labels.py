@@ -19,3 +19,17 @@ VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
     "disgust": (-0.7, 0.2),
     "surprise": (0.3, 0.8),
 }
+
+# Each corpus's own emotion codes mapped to :data:`EMOTIONS`. A corpus without some classes simply lacks them.
+EMOVO_LABELS: dict[str, str] = {
+    "neu": "neutral",
+    "gio": "happy",  # gioia, joy
+    "tri": "sad",  # tristezza
+    "rab": "angry",  # rabbia
+    "pau": "fear",  # paura
+    "dis": "disgust",  # disgusto
+    "sor": "surprise",  # sorpresa
+}
+ASED_LABELS: dict[str, str] = {"n1": "neutral", "f2": "fear", "h3": "happy", "s4": "sad", "a5": "angry"}
+TUREV_LABELS: dict[str, str] = {"sk": "neutral", "mt": "happy", "hl": "sad", "kz": "angry"}  # sk is "calm"
+TUREV_FOLDERS: dict[str, str] = {"calm": "sk", "happy": "mt", "sad": "hl", "angry": "kz"}

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ser_core.corpora import cremad, csv_manifest, ravdess, tess
+from ser_core.corpora import ased, cremad, csv_manifest, emovo, ravdess, tess, turev
 from ser_core.manifest import CorpusScan
 
 RECIPES: dict[str, Callable[[str], CorpusScan]] = {
     "ravdess": ravdess.scan,
     "tess": tess.scan,
     "cremad": cremad.scan,
+    "emovo": emovo.scan,
+    "ased": ased.scan,
+    "turev": turev.scan,
     "manifest": csv_manifest.scan,
 }
 
 
 def scan_corpus(name: str, root: str) -> CorpusScan:
-    """Scan one corpus by recipe ``name`` (``ravdess``, ``tess``, ``cremad`` or ``manifest``)."""
+    """Scan one corpus by recipe ``name`` (a key of :data:`RECIPES`)."""
     try:
         recipe = RECIPES[name]
     except KeyError:
