@@ -6,10 +6,14 @@ S3 endpoints and credentials come from the standard AWS environment (``AWS_ENDPO
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import io
 import os
 import posixpath
 import uuid
+from contextlib import contextmanager
+from typing import Iterator
 
 import fsspec
 import pyarrow as pa
@@ -119,6 +123,87 @@ def write_parquet_atomic(table: pa.Table, uri: str) -> None:
 
 
 def read_parquet(uri: str) -> pa.Table:
-    """Read one Parquet file or a folder of them."""
+    """Read one Parquet file or a folder of them (a folder read takes every file in it: see :func:`read_parquet_parts`)."""
     fs, path = filesystem(uri)
     return pq.read_table(path, filesystem=fs)
+
+
+def read_parquet_parts(folder: str, schema: pa.Schema) -> pa.Table:
+    """The ``*.parquet`` files under ``folder`` (never temporaries), ``schema``'s columns only, as one table."""
+    parts = []
+    for name in sorted(parquet_files(folder)):
+        fs, path = filesystem(join(folder, name))
+        parts.append(pq.read_table(path, filesystem=fs, columns=schema.names).cast(schema))
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def remove_temporaries(folder: str) -> list[str]:
+    """Delete the ``*.tmp-*`` files an interrupted local :func:`write_bytes_atomic` left under ``folder``.
+
+    Object stores never hold any (a PUT is atomic). Only call this while no other process writes there.
+    """
+    if is_remote(folder) or not os.path.isdir(folder):
+        return []
+    fs, path = filesystem(folder)
+    leftovers = [p for p in fs.find(path) if ".tmp-" in posixpath.basename(p)]
+    for leftover in leftovers:
+        fs.rm(leftover)
+    return leftovers
+
+
+# ------------------------------------------------------------------------------ conditional writes
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def _local_lock(path: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path + ".lock"`` (released by the kernel if the process dies)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def read_versioned(uri: str) -> tuple[bytes | None, str | None]:
+    """``(content, version)`` of a small object, ``(None, None)`` when absent; the version feeds :func:`write_if`."""
+    fs, path = filesystem(uri)
+    if is_remote(uri):
+        fs.invalidate_cache(path)
+        if not fs.exists(path):
+            return None, None
+        version = fs.info(path)["ETag"]
+        return fs.cat_file(path), version
+    with _local_lock(path):
+        if not os.path.exists(path):
+            return None, None
+        data = read_bytes(path)
+    return data, _digest(data)
+
+
+def write_if(uri: str, data: bytes, version: str | None) -> str | None:
+    """Write ``data`` only if ``uri`` is still at ``version`` (``None``: only if absent); the new version, or ``None``.
+
+    S3: a conditional PUT (``If-None-Match: *`` or ``If-Match: <ETag>``). Locally: compare and replace under an
+    exclusive ``flock``.
+    """
+    fs, path = filesystem(uri)
+    if is_remote(uri):
+        try:
+            if version is None:
+                response = fs.pipe_file(path, data, mode="create")
+            else:
+                response = fs.pipe_file(path, data, IfMatch=version)
+        except (FileExistsError, OSError) as err:
+            if isinstance(err, FileExistsError) or "pre-condition" in str(err) or "PreconditionFailed" in str(err):
+                return None
+            raise
+        return response["ETag"]
+    with _local_lock(path):
+        current = read_bytes(path) if os.path.exists(path) else None
+        if (current is None) != (version is None) or (current is not None and _digest(current) != version):
+            return None
+        write_bytes_atomic(uri, data)
+    return _digest(data)

@@ -13,12 +13,16 @@ Runs are then smoothed: gaps shorter than ``min_gap_s`` are bridged (hangover), 
 ``min_speech_s`` are dropped, runs whose level barely moves (less than ``min_modulation_db`` between their
 10th and 90th percentile: hum, tones, steady noise; speech rises and falls with every syllable) are dropped,
 and the survivors are padded by ``pad_s`` on both sides.
+
+Stereo whose two channels carry the same signal (dual mono: their difference ``dual_mono_db`` or more below
+their level) has no second party to tell apart; :func:`is_dual_mono` lets the scorer treat it as mono.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -37,28 +41,66 @@ class VadConfig:
     min_speech_s: float = 0.2
     min_modulation_db: float = 6.0
     pad_s: float = 0.15
+    dual_mono_db: float = -30.0
+
+
+def _levels(padded: np.ndarray, n_frames: int, spec: FeatureSpec) -> np.ndarray:
+    """dB levels of ``n_frames`` frames (``hop`` apart, ``win`` long) of one channel, the first starting at ``padded[0]``.
+
+    Energies are summed over blocks that tile both the hop and the half window, so the running sums are small
+    and no float64 copy of every sample is made.
+    """
+    half, win, hop = spec.win_length // 2, spec.win_length, spec.hop_length
+    block = math.gcd(math.gcd(hop, half), win)
+    length = -(-((n_frames - 1) * hop + win) // block) * block
+    values = np.zeros(length, np.float32)
+    values[: min(length, padded.size)] = padded[:length]
+    energy = np.concatenate([[0.0], np.cumsum(np.square(values).reshape(-1, block).sum(axis=1, dtype=np.float64))])
+    starts = np.arange(n_frames) * (hop // block)
+    power = (energy[starts + win // block] - energy[starts]) / win
+    return (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
+
+
+def stream_frame_levels(read: Callable[[int, int], np.ndarray], n_samples: int, channels: int, spec: FeatureSpec,
+                        chunk_frames: int = 60_000) -> np.ndarray:
+    """RMS level in dBFS of each centred frame, ``(channels, 1 + n_samples // hop)``, reading the audio in chunks.
+
+    ``read(start, end)`` returns samples ``[start, end)`` as ``(channels, end - start)``. Frame ``i`` covers samples
+    ``[i * hop - win / 2, i * hop + win / 2)``, zero-padded at the edges, like the feature frames; memory is one
+    chunk of about ``chunk_frames`` frames plus the levels themselves.
+    """
+    half, win, hop = spec.win_length // 2, spec.win_length, spec.hop_length
+    n_frames = 1 + n_samples // hop
+    levels = np.empty((channels, n_frames), np.float32)
+    for f0 in range(0, n_frames, chunk_frames):
+        f1 = min(n_frames, f0 + chunk_frames)
+        s0, s1 = f0 * hop - half, (f1 - 1) * hop + win - half
+        segment = np.zeros((channels, s1 - s0), np.float32)
+        a, b = max(0, s0), min(n_samples, s1)
+        if b > a:
+            segment[:, a - s0 : b - s0] = read(a, b)
+        for channel in range(channels):
+            levels[channel, f0:f1] = _levels(segment[channel], f1 - f0, spec)
+    return levels
 
 
 def frame_levels_db(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """RMS level in dBFS of each centred frame, shape ``(channels, 1 + frames // hop)``, from running sums.
-
-    Frame ``i`` covers samples ``[i * hop - win / 2, i * hop + win / 2)``, zero-padded at the edges, like the
-    feature frames. Energies are summed over blocks that tile both the hop and the half window, so an hour of
-    audio needs one float32 copy per channel and small running sums, not float64 copies of every sample.
-    """
+    """:func:`stream_frame_levels` of in-memory ``samples`` (``(frames,)`` or ``(channels, frames)``)."""
     x = np.atleast_2d(np.asarray(samples, dtype=np.float32))
-    half, win, hop = spec.win_length // 2, spec.win_length, spec.hop_length
-    block = math.gcd(math.gcd(hop, half), win)
-    n_frames = 1 + x.shape[1] // hop
-    padded = np.zeros(-(-((n_frames - 1) * hop + win) // block) * block, np.float32)
-    starts = np.arange(n_frames) * (hop // block)
-    levels = np.empty((x.shape[0], n_frames), np.float32)
-    for channel, values in enumerate(x):
-        padded[half : half + values.size] = values
-        energy = np.concatenate([[0.0], np.cumsum(np.square(padded).reshape(-1, block).sum(axis=1, dtype=np.float64))])
-        power = (energy[starts + win // block] - energy[starts]) / win
-        levels[channel] = 10.0 * np.log10(np.maximum(power, 1e-12))
-    return levels
+    return stream_frame_levels(lambda a, b: x[:, a:b], x.shape[1], x.shape[0], spec)
+
+
+def channel_energies(block: np.ndarray) -> np.ndarray:
+    """``[energy of left - right, mean energy of the channels]`` of a stereo ``(2, frames)`` block, to be summed."""
+    left, right = block[0].astype(np.float64), block[1].astype(np.float64)
+    return np.array([np.square(left - right).sum(), 0.5 * (np.square(left).sum() + np.square(right).sum())])
+
+
+def is_dual_mono(energies: np.ndarray, config: VadConfig) -> bool:
+    """Whether summed :func:`channel_energies` show one signal on both channels (their difference is
+    ``config.dual_mono_db`` or more below the channels' level): such a call is scored as mono."""
+    difference, level = energies
+    return level > 0 and difference <= level * 10 ** (config.dual_mono_db / 10)
 
 
 def runs(mask: np.ndarray) -> np.ndarray:
@@ -100,6 +142,13 @@ def smooth(mask: np.ndarray, levels_db: np.ndarray, config: VadConfig, frame_s: 
     return bridge_gaps(padded, 1)
 
 
+def regions_from_levels(levels: np.ndarray, spec: FeatureSpec, config: VadConfig = VadConfig()) -> list[np.ndarray]:
+    """Speech regions of each channel from its frame levels (:func:`stream_frame_levels`)."""
+    masks = speech_masks(levels, config)
+    frame_s = spec.hop_length / spec.sample_rate
+    return [smooth(mask, level, config, frame_s) for mask, level in zip(masks, levels)]
+
+
 def speech_regions(samples: np.ndarray, spec: FeatureSpec, config: VadConfig = VadConfig()) -> list[np.ndarray]:
     """Speech regions of each channel of ``samples`` (``(channels, frames)`` at ``spec.sample_rate``).
 
@@ -112,7 +161,4 @@ def speech_regions(samples: np.ndarray, spec: FeatureSpec, config: VadConfig = V
     >>> [len(r) for r in speech_regions(silence, spec)]
     [0, 0]
     """
-    levels = frame_levels_db(samples, spec)
-    masks = speech_masks(levels, config)
-    frame_s = spec.hop_length / spec.sample_rate
-    return [smooth(mask, level, config, frame_s) for mask, level in zip(masks, levels)]
+    return regions_from_levels(frame_levels_db(samples, spec), spec, config)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
+import soxr
 
-from ser_core.audio import AudioDecodeError, decode, resample
+from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio, decode, resample
 from tests.audio_factory import speech_like, write_corrupt_files, write_speech
 
 
@@ -60,3 +64,46 @@ def test_decode_from_s3(s3_bucket, tmp_path):
 
 def test_speech_like_is_deterministic():
     np.testing.assert_array_equal(speech_like(0.2, 8000, seed=1), speech_like(0.2, 8000, seed=1))
+
+
+def declare_huge(flac: Path) -> Path:
+    """Patch a FLAC's STREAMINFO to declare 2^36 - 1 samples (what a hostile or broken header can claim)."""
+    data = bytearray(flac.read_bytes())
+    fields = int.from_bytes(data[18:26], "big") | ((1 << 36) - 1)  # the low 36 bits are the total sample count
+    data[18:26] = fields.to_bytes(8, "big")
+    flac.write_bytes(bytes(data))
+    return flac
+
+
+def test_a_header_declaring_too_many_frames_is_refused_before_reading(tmp_path):
+    path = declare_huge(write_speech(tmp_path / "huge.flac", seconds=1.0, sample_rate=16000))
+    with pytest.raises(AudioDecodeError, match="header declares .* over the 8 h limit"):
+        decode(str(path), target_rate=8000)
+
+
+def test_files_over_the_length_limit_are_refused(tmp_path):
+    path = write_speech(tmp_path / "long.wav", seconds=3.0, sample_rate=8000)
+    with pytest.raises(AudioDecodeError, match="too long"):
+        decode(str(path), max_seconds=2.0)
+
+
+def test_blocks_are_bounded_and_add_up_to_the_whole_file(tmp_path):
+    path = write_speech(tmp_path / "call.wav", seconds=20.0, sample_rate=48000, channels=2)
+    whole = decode(str(path), target_rate=8000, mono=False).samples
+    with AudioReader(str(path), target_rate=8000, block_frames=4800) as reader:
+        blocks = list(reader.blocks())
+    assert max(b.shape[1] for b in blocks) <= 2 * 4800 * 8000 // 48000 and len(blocks) > 20  # the resampler holds back a little
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), whole)
+    expected = soxr.resample(sf.read(str(path), dtype="float32")[0], 48000, 8000, quality="HQ").T
+    np.testing.assert_allclose(whole, expected, atol=1e-6)  # streaming resampling = one-shot resampling
+
+
+def test_spooled_audio_reads_back_any_range(tmp_path):
+    path = write_speech(tmp_path / "call.flac", seconds=5.0, sample_rate=16000, channels=2)
+    whole = decode(str(path), target_rate=8000, mono=False).samples
+    with AudioReader(str(path), target_rate=8000, block_frames=3000) as reader, SpooledAudio(reader) as audio:
+        assert (audio.frames, audio.channels, audio.source_rate) == (whole.shape[1], 2, 16000)
+        np.testing.assert_array_equal(audio.read(-10, 7), whole[:, :7])
+        np.testing.assert_array_equal(audio.read(12345, 23456), whole[:, 12345:23456])
+        np.testing.assert_array_equal(audio.read(whole.shape[1] - 5, whole.shape[1] + 50), whole[:, -5:])
+        np.testing.assert_array_equal(np.concatenate(list(audio.chunks(999)), axis=1), whole)
