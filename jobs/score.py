@@ -1,38 +1,33 @@
 """``ser score``: the nightly call-archive scoring job, Ray Data batch inference to Parquet emotion reports.
 
-Pipeline (Ray Data, streaming; memory stays flat whatever the archive's size)::
+Pipeline (Ray Data, streaming; memory stays flat whatever the archive's size and each file's length)::
 
+    load and check the model in the driver ─► take the report prefix's lease ─► recover the store
     list audio files under the archive ──► from_items, one block per call
       ──► map_batches(CallScorer, ActorPoolStrategy(size=workers), batch_size=1)
-            decode (channels kept, model rate) · VAD · frame features once per speech region ·
-            windows sliced from the frame matrix · model inference in batches (model loaded once per actor)
-            yields segment rows as it goes, then one call row per call (its facts and window count)
-      ──► driver: iter_batches ─► per-call collection ─► summary row ─► Parquet parts, written atomically
+            decode block by block (channels kept, model rate) to a local spool file · frame levels and VAD ·
+            frame features once per speech region · windows sliced from the frame matrix · model inference in
+            batches (model loaded once per actor) · yields segment rows as it goes, then one row closing the call
+      ──► driver: iter_batches ─► per-call collection ─► summary row ─► ReportStore.commit (Parquet parts)
 
 Decoding, features and inference share one actor, so feature tensors never cross processes; a long call streams
 out in batches of windows. The driver only sees small rows (times and probabilities).
 
-Output (local folder or ``s3://`` prefix)::
+The report store (``ser_core.report_store``) owns the output's layout and its state model: what is committed,
+what recovery may remove, and the lease that makes one run at a time the writer. This job decides what to score:
 
-    OUT/segments/date=YYYY-MM-DD/part-<run_id>-<n>.parquet   one row per scored window (schema.SEGMENTS)
-    OUT/calls/date=YYYY-MM-DD/part-<run_id>-<n>.parquet      one row per input file (schema.CALLS)
-
-Semantics that make nightly reruns safe:
-
-* A part is a group of completed calls: its segments file is written first, its calls file (same name) last; each
-  write is atomic (temp + rename locally, one PUT on S3). A calls file therefore commits its calls.
-* At start, the job recovers from any earlier crash: segments files without their calls twin are deleted (a part
-  that never committed), and a call present in several calls files (a replacement that was interrupted) keeps only
-  its latest row, its older rows being removed from their parts (segments twin first, then calls file).
-* A call already ``ok`` with the same model version is skipped; everything else (new, failed, scored by another
-  model, or all with ``--force``) is scored and its older rows are removed from their parts once the new part has
-  committed. OUT thus holds exactly one calls row per call, and a rerun after a crash or kill completes the rest.
+* An input is its ``source_uri``; its ``call_id`` is the path relative to the id root without extension (see
+  :func:`id_root`), unique in OUT: a run whose ids would name another file already in OUT is refused.
+* An input already ``ok`` with the same model version and ``--agent-channel`` is skipped; everything else (new,
+  failed, scored by another model or agent channel, or all with ``--force``) is scored and replaces its row.
+* Bad input is data: a file that cannot be decoded, is over the length limit, or gives non-finite features or
+  probabilities gets a calls row with status ``error`` and the reason. A file on which the scoring worker keeps
+  dying (``--task-retries`` + 1 times) gets such a row too, unless it already has a row, which is then kept.
+* Job-level failures change nothing they should not: a model that does not load or predict fails the job
+  before any work; if the pipeline fails (actors, cluster, more than ``--max-crashed-calls`` crashed files), the
+  calls finished so far are committed, every other input keeps its earlier row, and the job exits non-zero.
 * Ray retries the work of a killed worker; the driver keys windows by (call, window number) so a retried task's
   repeated rows are dropped, and a call is written only once its call row and all its windows have arrived.
-* Bad input is data: a file that cannot be decoded gets a calls row with status ``error`` and the reason; if the
-  pipeline itself fails, calls still in flight get error rows too (a rerun retries them) and the job exits non-zero.
-
-One writer per OUT at a time.
 """
 
 from __future__ import annotations
@@ -40,7 +35,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import posixpath
+import re
 import time
 import uuid
 from collections import Counter
@@ -50,24 +47,22 @@ from typing import Iterator
 import click
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ser_core import storage
-from ser_core.audio import AudioDecodeError, decode
-from ser_core.calls import CallResult, ScoringConfig, WindowBatch, call_windows, speaker_role, speech_seconds, summarise_call, window_labels
-from ser_core.features import FeatureSpec
+from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
+from ser_core.calls import (CallResult, NonFiniteError, ScoringConfig, WindowBatch, call_windows, in_emotion_order,
+                            label_columns, prepare_call, speaker_role, speech_seconds, summarise_call, window_labels)
 from ser_core.labels import EMOTIONS
-from ser_core.model import BUNDLE_FILE, BundleError, read_bundle_files
+from ser_core.model import BUNDLE_FILE, load_bundle_files, read_bundle_files
+from ser_core.report_store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
 from ser_core.schema import CALLS, SEGMENTS
-from ser_core.vad import speech_regions
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aif", ".aiff")
 CALL_ROW = -1  # ``seq`` of the row that closes a call in the pipeline's output
-INDEX_COLUMNS = ["call_id", "status", "model_version", "scored_at", "run_id"]
+DAY_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -85,16 +80,22 @@ class ScoreJobConfig:
     batch_size: int = 256
     calls_per_part: int = 500
     progress: bool = True
+    id_root: str | None = None
+    task_retries: int = 2
+    max_crashed_calls: int = 10
+    lease_ttl_s: float = 120.0
 
 
 @dataclass
 class ScoreSummary:
-    """What one run did; every input file is counted once in ``ok``, ``error`` or ``skipped``."""
+    """What one run did; every input file is counted once in ``ok``, ``error``, ``skipped``, ``kept`` or ``unfinished``."""
 
     files: int = 0
     ok: int = 0
     error: int = 0
     skipped: int = 0
+    kept: int = 0
+    unfinished: int = 0
     replaced: int = 0
     segments: int = 0
     parts: int = 0
@@ -115,18 +116,37 @@ class CallInput:
     uri: str
 
 
-def list_calls(archive: str) -> list[CallInput]:
-    """Every audio file under ``archive`` with its call id: the relative path without extension.
+def id_root(archive: str, explicit: str | None = None) -> str:
+    """The folder call ids are relative to: ``explicit``, else the archive's parent when the archive is a day
+    folder (``.../2026-11-20/``, so the day is part of every id), else the archive itself."""
+    if explicit is not None:
+        return explicit
+    trimmed = archive.rstrip("/") if storage.is_remote(archive) else os.path.abspath(archive)
+    parent, name = posixpath.split(trimmed)
+    return parent if DAY_FOLDER.fullmatch(name) else archive
+
+
+def list_calls(archive: str, root: str | None = None) -> list[CallInput]:
+    """Every audio file under ``archive`` with its call id: its path relative to :func:`id_root`, without extension.
 
     Two files that differ only by extension (``c-1.wav``, ``c-1.flac``) keep their extensions in their ids.
     """
     if not storage.exists(archive):
         raise FileNotFoundError(f"archive {archive} does not exist")
+    base = id_root(archive, root)
     uris = storage.list_files(archive, AUDIO_EXTENSIONS)
-    relative = [storage.relative_to(uri, archive) for uri in uris]
+    relative = [storage.relative_to(uri, base) for uri in uris]
+    outside = [rel for rel in relative if rel.startswith("../")]
+    if outside:
+        raise click.ClickException(f"--id-root {base} does not contain the archive (e.g. {outside[0]})")
     stems = [posixpath.splitext(rel)[0] for rel in relative]
     taken = Counter(stems)
     return [CallInput(stem if taken[stem] == 1 else rel, uri) for uri, rel, stem in zip(uris, relative, stems)]
+
+
+def call_id_conflicts(calls: list[CallInput], owners: dict[str, str]) -> list[str]:
+    """Messages for inputs whose call id already names another file in the store."""
+    return [f"{c.call_id}: {c.uri} vs {owners[c.call_id]}" for c in calls if owners.get(c.call_id, c.uri) != c.uri]
 
 
 # ------------------------------------------------------------------------------------------ the actor
@@ -138,11 +158,10 @@ class CallScorer:
     def __init__(self, bundle_files: dict[str, bytes], scoring: ScoringConfig, batch_size: int, threads: int = 1):
         import tensorflow as tf
 
-        from ser_core.model import load_bundle_files
-
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self.bundle = load_bundle_files(bundle_files, "shipped by the driver")
+        self.columns = label_columns(self.bundle.labels)
         self.scoring = scoring
         self.batch_size = batch_size
 
@@ -156,15 +175,19 @@ class CallScorer:
         facts: dict = {"status": "ok", "error": None}
         scored = 0
         try:
-            audio = decode(uri, target_rate=spec.sample_rate, mono=False)
-            regions = speech_regions(audio.samples, spec, self.scoring.vad)
-            facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.source_channels,
-                         speech_s=[speech_seconds(r, spec) for r in regions])
-            for group in _batches(call_windows(audio.samples, regions, spec, self.scoring), self.batch_size):
-                yield self._predict(call_id, group, scored)
-                scored += sum(len(chunk.windows) for chunk in group)
+            with AudioReader(uri, spec.sample_rate, self.scoring.max_seconds) as reader, SpooledAudio(reader) as audio:
+                call = prepare_call(audio, spec, self.scoring)
+                facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.channels,
+                             speech_s=[speech_seconds(r, spec) for r in call.regions])
+                for group in _batches(call_windows(call.channels, call.regions, spec, self.scoring), self.batch_size):
+                    yield self._predict(call_id, group, scored)
+                    scored += sum(len(chunk.windows) for chunk in group)
         except AudioDecodeError as err:
             facts.update(status="error", error=err.reason)
+        except NonFiniteError as err:
+            facts.update(status="error", error=str(err))
+        except MemoryError:
+            facts.update(status="error", error="out of memory while scoring this file")
         except Exception as err:  # a file must never crash the job: any failure becomes the call's error row
             log.exception("scoring %s failed", uri)
             facts.update(status="error", error=f"scoring failed: {brief(err)}")
@@ -174,7 +197,8 @@ class CallScorer:
                     call=json.dumps({"source_uri": uri, **facts}))
 
     def _predict(self, call_id: str, chunks: list[WindowBatch], first_seq: int) -> dict[str, np.ndarray]:
-        probs = self.bundle.predict(np.concatenate([c.windows for c in chunks]), batch_size=self.batch_size)
+        raw = self.bundle.predict(np.concatenate([c.windows for c in chunks]), batch_size=self.batch_size)
+        probs = in_emotion_order(raw, self.columns)
         n = len(probs)
         return _rows(call_id, seq=np.arange(first_seq, first_seq + n), channel=np.concatenate([np.full(len(c.windows), c.channel) for c in chunks]),
                      start_s=np.concatenate([c.start_s for c in chunks]), end_s=np.concatenate([c.end_s for c in chunks]),
@@ -258,9 +282,9 @@ class CallCollector:
                 self.done.add(call_id)
         return completed
 
-    def unfinished(self, reason: str) -> list[CallResult]:
-        """Error results for every call not completed (after the pipeline failed)."""
-        return [CallResult(call_id, uri, "error", reason) for call_id, uri in self.uris.items() if call_id not in self.done]
+    def unfinished(self) -> list[CallInput]:
+        """Every call not completed."""
+        return [CallInput(call_id, uri) for call_id, uri in self.uris.items() if call_id not in self.done]
 
     def _result(self, call_id: str, part: _PartialCall) -> CallResult:
         facts = part.facts
@@ -274,80 +298,16 @@ class CallCollector:
         return result
 
 
-# ------------------------------------------------------------------------------------------ the store
-
-
-def _calls_dir(out: str) -> str:
-    return storage.join(out, "calls")
-
-
-def _segments_dir(out: str) -> str:
-    return storage.join(out, "segments")
-
-
-def remove_calls_from_part(out: str, part: str, call_ids: set[str]) -> None:
-    """Rewrite one part without ``call_ids``: its segments file first, then its calls file (which commits it)."""
-    calls_uri, segments_uri = storage.join(_calls_dir(out), part), storage.join(_segments_dir(out), part)
-    for uri, schema in ((segments_uri, SEGMENTS), (calls_uri, CALLS)):
-        if not storage.exists(uri):
-            continue
-        table = storage.read_parquet(uri)
-        keep = pc.invert(pc.is_in(table.column("call_id"), pa.array(sorted(call_ids), pa.string())))
-        remaining = table.filter(keep)
-        if remaining.num_rows == table.num_rows:
-            continue
-        if uri == calls_uri and remaining.num_rows == 0:
-            storage.remove(segments_uri)
-            storage.remove(calls_uri)
-        else:
-            storage.write_parquet_atomic(remaining.cast(schema), uri)
-
-
-def load_index(out: str) -> dict[str, list[dict]]:
-    """Every calls row in ``out`` as ``call_id -> [{status, model_version, scored_at, run_id, part}, ...]``."""
-    index: dict[str, list[dict]] = {}
-    folder = _calls_dir(out)
-    for part in sorted(storage.parquet_files(folder)):
-        fs, path = storage.filesystem(storage.join(folder, part))
-        for row in pq.read_table(path, filesystem=fs, columns=INDEX_COLUMNS).to_pylist():
-            index.setdefault(row["call_id"], []).append({**row, "part": part})
-    return index
-
-
-def recover(out: str) -> dict[str, dict]:
-    """Repair what a crash may have left in ``out``; return each call's single remaining row (with its part).
-
-    Removes local temporary files, segments files whose calls file never committed, and all but the latest row
-    of any call found in several parts.
-    """
-    if not storage.is_remote(out):
-        for folder in (_calls_dir(out), _segments_dir(out)):
-            fs, path = storage.filesystem(folder)
-            for leftover in (p for p in (fs.find(path) if fs.exists(path) else []) if ".tmp-" in posixpath.basename(p)):
-                fs.rm(leftover)
-    for orphan in sorted(storage.parquet_files(_segments_dir(out)) - storage.parquet_files(_calls_dir(out))):
-        log.warning("removing %s: its calls file was never written (interrupted run)", orphan)
-        storage.remove(storage.join(_segments_dir(out), orphan))
-    latest: dict[str, dict] = {}
-    stale: dict[str, set[str]] = {}
-    for call_id, rows in load_index(out).items():
-        rows = sorted(rows, key=lambda r: (r["scored_at"], r["run_id"]))
-        latest[call_id] = rows[-1]
-        for row in rows[:-1]:
-            stale.setdefault(row["part"], set()).add(call_id)
-    for part, call_ids in sorted(stale.items()):
-        log.warning("removing %d superseded calls from %s (interrupted replacement)", len(call_ids), part)
-        remove_calls_from_part(out, part, call_ids)
-    return latest
+# ------------------------------------------------------------------------------------------ the parts
 
 
 class PartWriter:
-    """Buffers completed calls and writes them as parts; then removes the rows they replace from older parts."""
+    """Buffers completed calls and commits them to the store as parts of ``calls_per_part`` calls."""
 
-    def __init__(self, out: str, date: str, run_id: str, model_version: str, scoring: ScoringConfig,
-                 previous: dict[str, dict], calls_per_part: int):
-        self.out, self.date, self.run_id, self.model_version = out, date, run_id, model_version
-        self.scoring, self.previous, self.calls_per_part = scoring, previous, calls_per_part
+    def __init__(self, store: ReportStore, date: str, run_id: str, model_version: str, scoring: ScoringConfig,
+                 calls_per_part: int):
+        self.store, self.date, self.run_id, self.model_version = store, date, run_id, model_version
+        self.scoring, self.calls_per_part = scoring, calls_per_part
         self.buffer: list[CallResult] = []
         self.parts = 0
         self.replaced = 0
@@ -358,22 +318,13 @@ class PartWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered calls as one part (segments, then calls), then drop their older rows elsewhere."""
+        """Commit the buffered calls as one part (the store then drops their older rows)."""
         if not self.buffer:
             return
         scored_at = dt.datetime.now(dt.timezone.utc)
         name = f"date={self.date}/part-{self.run_id}-{self.parts:05d}.parquet"
-        storage.write_parquet_atomic(self._segments(scored_at), storage.join(_segments_dir(self.out), name))
-        storage.write_parquet_atomic(self._calls(scored_at), storage.join(_calls_dir(self.out), name))
+        self.replaced += self.store.commit(name, self._segments(scored_at), self._calls(scored_at))
         self.parts += 1
-        stale: dict[str, set[str]] = {}
-        for result in self.buffer:
-            old = self.previous.pop(result.call_id, None)
-            if old is not None:
-                stale.setdefault(old["part"], set()).add(result.call_id)
-        for part, call_ids in sorted(stale.items()):
-            remove_calls_from_part(self.out, part, call_ids)
-            self.replaced += len(call_ids)
         self.buffer = []
 
     def _run_columns(self, n: int, scored_at: dt.datetime) -> dict:
@@ -395,7 +346,7 @@ class PartWriter:
         columns = {
             "call_id": [r.call_id for r in scored for _ in range(len(r.probs))],
             "channel": np.concatenate([r.channel for r in scored]),
-            "speaker_role": [speaker_role(int(c), r.channels, agent) for r in scored for c in r.channel],
+            "speaker_role": [speaker_role(int(c), r.scored_channels, agent) for r in scored for c in r.channel],
             "start_s": np.concatenate([r.start_s for r in scored]),
             "end_s": np.concatenate([r.end_s for r in scored]),
             "emotion": np.asarray(EMOTIONS, dtype=object)[labels["emotion"]],
@@ -417,28 +368,67 @@ def make_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
+    """The bundle's files and model version, after loading it and predicting one window in the driver.
+
+    Any problem (unreadable, corrupt weights, unknown labels, unusable output) is a job-level failure raised as a
+    :class:`click.ClickException` before anything is read or written.
+    """
+    try:
+        files = read_bundle_files(model)
+        bundle = load_bundle_files(files, str(model or "bundled model"))
+        label_columns(bundle.labels)
+        probe = bundle.predict(np.zeros((2, *bundle.spec.window_shape), np.float32))
+        if probe.shape != (2, len(bundle.labels)) or not np.isfinite(probe).all():
+            raise ValueError(f"the model's output for silence has shape {probe.shape} or is not finite")
+    except Exception as err:  # the job must not start with a model the actors cannot use
+        raise click.ClickException(f"model bundle {model or '(bundled)'} is not usable: {brief(err)}") from None
+    return files, json.loads(files[BUNDLE_FILE])["model_version"]
+
+
 def run_score(config: ScoreJobConfig) -> ScoreSummary:
     """Run the scoring job and return its summary (see the module docstring for the semantics)."""
+    started = time.time()
+    bundle_files, model_version = checked_bundle(config.model)
+    summary = ScoreSummary(model_version=model_version, run_id=make_run_id())
+    calls = list_calls(config.archive, config.id_root)
+    summary.files = len(calls)
+    lease = Lease(config.out, owner=summary.run_id, ttl_s=config.lease_ttl_s)
+    try:
+        lease.acquire()
+    except LeaseHeld as err:
+        raise click.ClickException(f"another ser score is writing {config.out}: {err}") from None
+    try:
+        store = ReportStore(config.out, lease)
+        previous = store.recover()
+        conflicts = call_id_conflicts(calls, store.call_id_owners())
+        if conflicts:
+            raise click.ClickException(f"{len(conflicts)} call ids already name other files in {config.out} "
+                                       f"(e.g. {conflicts[0]}); pass --id-root to give them unique ids")
+        agent = config.scoring.agent_channel
+        todo = [c for c in calls if config.force or not already_scored(previous.get(c.uri), model_version, agent)]
+        summary.skipped = len(calls) - len(todo)
+        writer = PartWriter(store, config.date, summary.run_id, model_version, config.scoring, config.calls_per_part)
+        try:
+            if todo:
+                _score_all(config, todo, bundle_files, previous, writer, summary)
+        finally:
+            writer.flush()
+        summary.parts, summary.replaced = writer.parts, writer.replaced
+    except LeaseLost as err:
+        raise click.ClickException(f"stopped writing {config.out}: {err}") from None
+    finally:
+        lease.release()
+    summary.wall_seconds = time.time() - started
+    return summary
+
+
+def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict[str, bytes],
+               previous: dict[str, IndexRow], writer: PartWriter, summary: ScoreSummary) -> None:
+    """Run the pipeline over ``todo``, handing every finished call to ``writer`` (see the module docstring)."""
     import ray
 
     from jobs.ray_runtime import ensure_ray
-
-    started = time.time()
-    try:
-        bundle_files = read_bundle_files(config.model)
-    except BundleError as err:
-        raise click.ClickException(str(err)) from None
-    info = json.loads(bundle_files[BUNDLE_FILE])
-    spec = FeatureSpec.from_dict(info["feature_spec"])
-    summary = ScoreSummary(model_version=info["model_version"], run_id=make_run_id())
-    calls = list_calls(config.archive)
-    summary.files = len(calls)
-    previous = recover(config.out)
-    todo = [c for c in calls if config.force or not _done(previous.get(c.call_id), summary.model_version)]
-    summary.skipped = len(calls) - len(todo)
-    writer = PartWriter(config.out, config.date, summary.run_id, summary.model_version, config.scoring, previous,
-                        config.calls_per_part)
-    collector = CallCollector(todo)
 
     def record(result: CallResult) -> None:
         writer.add(result)
@@ -450,37 +440,39 @@ def run_score(config: ScoreJobConfig) -> ScoreSummary:
             summary.error += 1
             summary.errors.append((result.call_id, result.error or ""))
 
-    if todo:
-        log.info("scoring %d calls with %s (feature spec %s)", len(todo), summary.model_version, spec.version)
-        ensure_ray(config.ray_address, config.workers)
-        workers = config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        dataset = ray.data.from_items([{"call_id": c.call_id, "uri": c.uri} for c in todo], override_num_blocks=len(todo))
-        scored = dataset.map_batches(
-            CallScorer,
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
-            num_cpus=1,
-            fn_constructor_kwargs={"bundle_files": bundle_files, "scoring": config.scoring, "batch_size": config.batch_size},
-        )
-        with tqdm(total=len(todo), unit="call", desc="score", disable=not config.progress) as bar:
-            try:
-                for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
-                    for result in collector.add(batch):
-                        record(result)
-                        bar.update()
-            except Exception as err:  # the pipeline itself failed: account for every call still in flight
-                summary.pipeline_error = brief(err)
-                log.error("scoring pipeline failed: %s", summary.pipeline_error)
-                for result in collector.unfinished(f"scoring pipeline failed before this call finished: {summary.pipeline_error}"):
+    log.info("scoring %d calls with %s", len(todo), summary.model_version)
+    ensure_ray(config.ray_address, config.workers)
+    workers = config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    ray.data.DataContext.get_current().max_errored_blocks = config.max_crashed_calls
+    retries = config.task_retries
+    dataset = ray.data.from_items([{"call_id": c.call_id, "uri": c.uri} for c in todo], override_num_blocks=len(todo))
+    scored = dataset.map_batches(
+        CallScorer,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
+        num_cpus=1,
+        max_task_retries=retries,
+        max_restarts=(retries + 1) * (config.max_crashed_calls + 1) + workers,
+        fn_constructor_kwargs={"bundle_files": bundle_files, "scoring": config.scoring, "batch_size": config.batch_size},
+    )
+    collector = CallCollector(todo)
+    with tqdm(total=len(todo), unit="call", desc="score", disable=not config.progress) as bar:
+        try:
+            for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
+                for result in collector.add(batch):
                     record(result)
-    writer.flush()
-    summary.parts, summary.replaced = writer.parts, writer.replaced
-    summary.wall_seconds = time.time() - started
-    return summary
-
-
-def _done(previous: dict | None, model_version: str) -> bool:
-    return previous is not None and previous["status"] == "ok" and previous["model_version"] == model_version
+                    bar.update()
+        except Exception as err:  # the pipeline itself failed: unfinished calls keep what they had
+            summary.pipeline_error = brief(err)
+            summary.unfinished = len(collector.unfinished())
+            log.error("scoring pipeline failed: %s", summary.pipeline_error)
+            return
+    for call in collector.unfinished():  # their worker died on every attempt: the file itself is the suspect
+        if call.uri in previous:
+            summary.kept += 1
+            log.error("scoring %s crashed its worker %d times; its earlier row is kept", call.uri, retries + 1)
+        else:
+            record(CallResult(call.call_id, call.uri, "error", f"the scoring worker died on this file {retries + 1} times"))
 
 
 def parse_date_option(_ctx, _param, value: str | None) -> str | None:
@@ -500,26 +492,38 @@ def parse_date_option(_ctx, _param, value: str | None) -> str | None:
 @click.option("--model", default=None, metavar="MODEL_DIR", help="Model bundle folder [default: the bundled model].")
 @click.option("--agent-channel", type=click.IntRange(0, 1), default=0, show_default=True,
               help="Channel of the agent in stereo calls; the other is the customer.")
+@click.option("--id-root", default=None, metavar="DIR_OR_S3",
+              help="Call ids are paths relative to this [default: the archive, or its parent when it is a YYYY-MM-DD folder].")
 @click.option("--force", is_flag=True, help="Rescore calls already scored ok with this model (their rows are replaced).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Scoring actors, one CPU each [default: all CPUs].")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
 @click.option("--batch-size", default=256, show_default=True, help="Windows per model call.")
 @click.option("--calls-per-part", default=500, show_default=True, help="Calls per Parquet part file.")
+@click.option("--max-hours", type=click.FloatRange(min=0, min_open=True), default=ScoringConfig().max_seconds / 3600,
+              show_default=True, help="Longest file scored; longer ones get an error row.")
+@click.option("--task-retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Retries of a call whose scoring worker died.")
+@click.option("--max-crashed-calls", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Calls whose worker died on every try before the job gives up.")
 @click.option("--no-progress", is_flag=True)
-def cli(archive, out, date, model, agent_channel, force, workers, ray_address, batch_size, calls_per_part, no_progress) -> None:
+def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_address, batch_size, calls_per_part,
+        max_hours, task_retries, max_crashed_calls, no_progress) -> None:
     """Score a call archive into Parquet emotion reports (incremental; safe to rerun)."""
     config = ScoreJobConfig(
         archive=archive,
         out=out,
         **({"date": date} if date else {}),
         model=model,
-        scoring=ScoringConfig(agent_channel=agent_channel),
+        scoring=ScoringConfig(agent_channel=agent_channel, max_seconds=max_hours * 3600),
         force=force,
         workers=workers,
         ray_address=ray_address,
         batch_size=batch_size,
         calls_per_part=calls_per_part,
         progress=not no_progress,
+        id_root=id_root,
+        task_retries=task_retries,
+        max_crashed_calls=max_crashed_calls,
     )
     try:
         summary = run_score(config)
@@ -535,5 +539,8 @@ def cli(archive, out, date, model, agent_channel, force, workers, ray_address, b
         click.echo(f"  error {call_id}: {reason}")
     if len(summary.errors) > 20:
         click.echo(f"  ... and {len(summary.errors) - 20} more (status = 'error' in {out}/calls)")
+    if summary.kept:
+        click.echo(f"  {summary.kept} calls crashed their worker on every try and kept their earlier rows")
     if summary.pipeline_error:
-        raise click.ClickException(f"scoring pipeline failed ({summary.pipeline_error}); rerun to finish the remaining calls")
+        raise click.ClickException(f"scoring pipeline failed ({summary.pipeline_error}); {summary.unfinished} calls "
+                                   "were not scored and keep their earlier rows; rerun to finish them")

@@ -9,14 +9,15 @@ count in speech seconds) but are not scored: too little of the window would be t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
+from ser_core.audio import MAX_SECONDS, SpooledAudio
 from ser_core.features import FeatureSpec, frame_features, windows
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS, VALENCE_AROUSAL
 from ser_core.schema import SPEAKER_ROLES
-from ser_core.vad import VadConfig
+from ser_core.vad import VadConfig, channel_energies, is_dual_mono, regions_from_levels, stream_frame_levels
 
 _VALENCE_AROUSAL = np.array([VALENCE_AROUSAL[e] for e in EMOTIONS], dtype=np.float32)  # (emotions, 2)
 _NEGATIVE = np.array([e in NEGATIVE_EMOTIONS for e in EMOTIONS])
@@ -32,6 +33,11 @@ class ScoringConfig:
     max_chunk_s: float = 60.0
     escalation_min_segments: int = 6
     escalation_rise: float = 0.3
+    max_seconds: float = MAX_SECONDS
+
+
+class NonFiniteError(ValueError):
+    """Features or probabilities that are not finite numbers (float audio with huge samples, for example)."""
 
 
 @dataclass
@@ -43,6 +49,54 @@ class WindowBatch:
     end_s: np.ndarray
     rms_db: np.ndarray
     windows: np.ndarray
+
+
+class ChannelSignal:
+    """One channel of spooled audio (``channel=None``: the mean of all), sliced by sample range like a 1-D array."""
+
+    def __init__(self, audio: SpooledAudio, channel: int | None):
+        self.audio, self.channel = audio, channel
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        block = self.audio.read(item.start, item.stop)
+        return block.mean(axis=0) if self.channel is None else block[self.channel]
+
+
+@dataclass
+class PreparedCall:
+    """A call ready for windowing: the signal of each scored channel and its speech regions."""
+
+    channels: list[ChannelSignal]
+    regions: list[np.ndarray]
+    dual_mono: bool
+
+
+def prepare_call(audio: SpooledAudio, spec: FeatureSpec, config: ScoringConfig) -> PreparedCall:
+    """Scored channels (one, the mean, for mono and dual-mono audio) and their speech regions, read in chunks."""
+    dual = audio.channels == 2 and is_dual_mono(sum(channel_energies(c) for c in audio.chunks()), config.vad)
+    signals = [ChannelSignal(audio, None)] if dual or audio.channels == 1 else [ChannelSignal(audio, c) for c in range(audio.channels)]
+    levels = stream_frame_levels(lambda a, b: np.stack([s[a:b] for s in signals]), audio.frames, len(signals), spec)
+    return PreparedCall(signals, regions_from_levels(levels, spec, config.vad), dual)
+
+
+def label_columns(labels: Sequence[str]) -> np.ndarray:
+    """The :data:`EMOTIONS` index of each of a model's output ``labels``; ``ValueError`` for unknown or repeated ones."""
+    unknown = [label for label in labels if label not in EMOTIONS]
+    if unknown or len(set(labels)) != len(labels):
+        raise ValueError(f"model labels {list(labels)} are not distinct labels of {list(EMOTIONS)}")
+    return np.array([EMOTIONS.index(label) for label in labels])
+
+
+def in_emotion_order(probs: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """A model's probabilities (columns in its own label order) as ``(n, len(EMOTIONS))``; absent emotions get 0.
+
+    Raises :class:`NonFiniteError` when any probability is not finite.
+    """
+    if not np.isfinite(probs).all():
+        raise NonFiniteError("the model returned non-finite probabilities")
+    out = np.zeros((len(probs), len(EMOTIONS)), np.float32)
+    out[:, columns] = probs
+    return out
 
 
 def speaker_role(channel: int, channels: int, agent_channel: int) -> str:
@@ -73,7 +127,7 @@ def chunk_bounds(start: int, end: int, spec: FeatureSpec, max_chunk_frames: int)
         a += step
 
 
-def channel_windows(samples: np.ndarray, regions: np.ndarray, spec: FeatureSpec, config: ScoringConfig) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def channel_windows(samples: np.ndarray | ChannelSignal, regions: np.ndarray, spec: FeatureSpec, config: ScoringConfig) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """``(start_s, end_s, rms_db, windows)`` for each scored chunk of speech of one channel's ``samples``."""
     hop, rate = spec.hop_length, spec.sample_rate
     frame_s = hop / rate
@@ -84,14 +138,18 @@ def channel_windows(samples: np.ndarray, regions: np.ndarray, spec: FeatureSpec,
             continue
         for a, b in chunk_bounds(int(region_start), int(region_end), spec, max_chunk):
             frames = frame_features(samples[a * hop : b * hop], spec)[: b - a]
+            if not np.isfinite(frames).all():
+                raise NonFiniteError("features are not finite (samples too large?)")
             batch, starts = windows(frames, spec)
             start_s = (a + starts) * frame_s
             end_s = start_s + min(spec.window_frames, b - a) * frame_s
             yield start_s, end_s, batch[:, :, rms_column].mean(axis=1), batch
 
 
-def call_windows(samples: np.ndarray, regions: list[np.ndarray], spec: FeatureSpec, config: ScoringConfig) -> Iterator[WindowBatch]:
-    """Windows over the speech of every channel of ``samples`` ``(channels, frames)``, one batch per chunk."""
+def call_windows(samples: np.ndarray | Sequence[ChannelSignal], regions: list[np.ndarray], spec: FeatureSpec,
+                 config: ScoringConfig) -> Iterator[WindowBatch]:
+    """Windows over the speech of every channel of ``samples`` (``(channels, frames)`` or channel signals), one batch
+    per chunk; :class:`NonFiniteError` if any feature is not finite."""
     for channel, (channel_samples, channel_regions) in enumerate(zip(samples, regions)):
         for start_s, end_s, rms_db, batch in channel_windows(channel_samples, channel_regions, spec, config):
             yield WindowBatch(channel, start_s, end_s, rms_db, batch)
@@ -134,6 +192,11 @@ class CallResult:
     rms_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     probs: np.ndarray = field(default_factory=lambda: np.zeros((0, len(EMOTIONS)), np.float32))
 
+    @property
+    def scored_channels(self) -> int:
+        """Channels scored: one per ``speech_s`` entry (1 for mono and dual-mono audio)."""
+        return len(self.speech_s)
+
 
 def _role_summary(role: str, speech_s: float, probs: np.ndarray) -> dict:
     labels = window_labels(probs)
@@ -169,7 +232,7 @@ def escalation(probs: np.ndarray, config: ScoringConfig) -> dict:
 def summarise_call(result: CallResult, config: ScoringConfig) -> dict:
     """The call's row for :data:`ser_core.schema.CALLS` (without the run columns).
 
-    Per role present in the call: speech seconds, scored windows, dominant emotion (most windows), share of windows
+    Roles follow the scored channels (dual-mono stereo is one ``mono`` channel). Per role present in the call: speech seconds, scored windows, dominant emotion (most windows), share of windows
     per emotion, mean valence and arousal; for the customer of a stereo call, the escalation figures.
     """
     row = {
@@ -180,10 +243,11 @@ def summarise_call(result: CallResult, config: ScoringConfig) -> dict:
         "duration_s": result.duration_s,
         "sample_rate": result.sample_rate,
         "channels": result.channels,
+        "agent_channel": config.agent_channel,
     }
     if result.status != "ok":
         return row
-    channel_roles = np.array([speaker_role(c, result.channels, config.agent_channel) for c in range(result.channels)])
+    channel_roles = np.array([speaker_role(c, result.scored_channels, config.agent_channel) for c in range(result.scored_channels)])
     order = np.argsort(result.start_s, kind="stable")
     window_roles, probs = channel_roles[result.channel[order]], result.probs[order]
     speech_s = np.asarray(result.speech_s)

@@ -114,6 +114,7 @@ CALLS = pa.schema(
         ("duration_s", pa.float64()),
         ("sample_rate", pa.int32()),
         ("channels", pa.int32()),
+        ("agent_channel", pa.int32()),
         *[field for role in SPEAKER_ROLES for field in role_fields(role)],
         ("customer_negative_first", pa.float32()),
         ("customer_negative_last", pa.float32()),

@@ -6,7 +6,6 @@ read back with DuckDB; expected window counts come from the ``ser_core`` functio
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import signal
@@ -18,13 +17,11 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from jobs.score import AUDIO_EXTENSIONS, ScoreJobConfig, recover, run_score
+from jobs.score import AUDIO_EXTENSIONS, ScoreJobConfig, run_score
 from jobs.score import cli as score_cli
 from ser_core.audio import decode
 from ser_core.calls import ScoringConfig, call_windows
@@ -257,31 +254,6 @@ def test_s3_archive_and_reports_through_the_cli(archive, bundle, s3_bucket, loca
     assert connect(out).sql("SELECT count(*) FROM calls").fetchall()[0][0] == len(expected)
 
 
-def test_recover_removes_uncommitted_and_superseded_rows(scored, tmp_path):
-    out = tmp_path / "reports"
-    shutil.copytree(scored[0], out)
-    con = connect(str(out))
-    n_calls, n_segments = con.sql("SELECT (SELECT count(*) FROM calls), (SELECT count(*) FROM segments)").fetchall()[0]
-    part = next(Path(out, "calls").glob("date=*/*.parquet"))
-    name = part.relative_to(out / "calls")
-    orphan = out / "segments" / name.with_name("part-crashed-00000.parquet")
-    shutil.copy(out / "segments" / name, orphan)  # a part whose calls file was never written
-    leftover = out / "calls" / (str(name) + ".tmp-0123")
-    shutil.copy(part, leftover)
-    newer = name.with_name("part-newer-00000.parquet")  # a replacement interrupted before the old rows went
-    table = pq.read_table(part)
-    later = table.set_column(table.schema.get_field_index("scored_at"), "scored_at",
-                             pc.add(table["scored_at"], pa.scalar(dt.timedelta(hours=1), pa.duration("us"))))
-    shutil.copy(out / "segments" / name, out / "segments" / newer)
-    pq.write_table(later.cast(CALLS), out / "calls" / newer)
-
-    latest = recover(str(out))
-    assert not orphan.exists() and not leftover.exists() and not part.exists()
-    assert {row["part"] for row in latest.values()} == {newer.as_posix()}
-    con = connect(str(out))
-    assert con.sql("SELECT (SELECT count(*) FROM calls), (SELECT count(*) FROM segments)").fetchall()[0] == (n_calls, n_segments)
-
-
 def long_archive(root: Path, calls: int, seconds: float) -> dict[str, str]:
     for i in range(calls):
         write_audio(root / "day" / f"c-{i:02d}.wav", np.tile(turn_taking_call(8000), (int(seconds // 14), 1)), 8000)
@@ -393,14 +365,21 @@ def test_segments_follow_the_turns_of_a_generated_archive(bundle, tmp_path, loca
             assert ((same_call["start_s"] < turn.end_s) & (same_call["end_s"] > turn.start_s)).any()
 
 
-def test_a_failed_pipeline_still_accounts_for_every_call(archive, bundle, tmp_path, local_ray):
-    root, expected = archive
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Every file under ``out`` by relative path, with its bytes."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_force_with_a_broken_model_fails_and_keeps_the_good_rows(archive, bundle, scored, tmp_path):
+    root, _ = archive
+    out = tmp_path / "reports"
+    shutil.copytree(scored[0], out)
+    before = snapshot(out)
     broken = tmp_path / "broken-model"
     shutil.copytree(bundle, broken)
-    (broken / "model.keras").write_bytes(b"not a model")  # bundle.json is fine, so this surfaces in the actors
+    (broken / "model.keras").write_bytes(b"not a model")  # bundle.json is fine: only loading the weights tells
 
-    summary = score(root, tmp_path / "reports", broken)
-    assert summary.pipeline_error and (summary.ok, summary.error) == (0, len(expected))
-    calls = rows(connect(str(tmp_path / "reports")), "SELECT call_id, status, error FROM calls")
-    assert {r["call_id"] for r in calls} == set(expected) and {r["status"] for r in calls} == {"error"}
-    assert all(r["error"].startswith("scoring pipeline failed") or expected[r["call_id"]] == "error" for r in calls)
+    args = ["--archive", str(root), "--out", str(out), "--date", DATE, "--model", str(broken), "--workers", "1", "--no-progress"]
+    result = CliRunner().invoke(score_cli, [*args, "--force"])
+    assert result.exit_code != 0 and "is not usable" in result.output, result.output
+    assert snapshot(out) == before

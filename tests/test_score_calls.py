@@ -127,4 +127,4 @@ def test_summary_of_mono_zero_speech_and_error_calls():
     assert "mono_dominant_emotion" not in mono and "escalated" not in mono and "agent_speech_s" not in mono
     error = summarise_call(CallResult("c", "u", "error", "empty file (0 bytes)"), ScoringConfig())
     assert error == {"call_id": "c", "source_uri": "u", "status": "error", "error": "empty file (0 bytes)",
-                     "duration_s": None, "sample_rate": None, "channels": None}
+                     "duration_s": None, "sample_rate": None, "channels": None, "agent_channel": 0}
