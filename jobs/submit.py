@@ -30,6 +30,8 @@ from pathlib import Path
 
 import click
 
+from jobs.ray_runtime import output_env, verbosity
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # Never shipped with the working directory (gitwildmatch patterns, relative to it).
@@ -43,6 +45,9 @@ ADDRESS_ENVVARS = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 
 # Commands that manage jobs rather than run as one.
 NOT_SUBMITTABLE = frozenset({"submit", "jobs"})
+
+# The Jobs API's answer while the head's job agent has not registered yet (HTTP 500; a fresh or loaded cluster).
+NO_AGENT_YET = "No available agent to submit job"
 
 # Exit status of ``ser submit --wait`` and ``ser jobs logs --follow`` per final job status.
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
@@ -152,6 +157,27 @@ def job_entrypoint(command: Sequence[str], known_commands: set[str]) -> str:
     return shlex.join(["python", "-m", "jobs.cli", *command])
 
 
+def submit_when_ready(client, timeout_s: float = 120.0, first_wait_s: float = 1.0, **job) -> str:
+    """``client.submit_job(**job)``, retried with doubling waits (at most 10 s) while the cluster answers that no job
+    agent is available yet, for at most ``timeout_s``; then a :class:`click.ClickException` saying so."""
+    deadline = time.monotonic() + timeout_s
+    wait = first_wait_s
+    while True:
+        try:
+            return client.submit_job(**job)
+        except RuntimeError as err:
+            if NO_AGENT_YET not in str(err):
+                raise
+            if time.monotonic() + wait > deadline:
+                raise click.ClickException(
+                    f"the cluster's job agent was still not available after {timeout_s:.0f} s ({NO_AGENT_YET.lower()}); "
+                    "the head node may still be starting or overloaded: check `ray status` on it and submit again"
+                ) from None
+            click.echo(f"the cluster's job agent is not ready yet; retrying in {wait:.0f} s", err=True)
+            time.sleep(wait)
+            wait = min(2 * wait, 10.0)
+
+
 async def _print_log_stream(client, submission_id: str) -> None:
     async for chunk in client.tail_job_logs(submission_id):
         click.echo(chunk, nl=False)
@@ -200,10 +226,12 @@ address_option = click.option(
               help="A Ray runtime_env as JSON; the options above override or extend it.")
 @click.option("--submission-id", default=None, help="Job id (default: generated); a reused id is refused.")
 @click.option("--entrypoint-num-cpus", type=float, default=None, help="CPUs reserved for the driver (Ray default: 0).")
+@click.option("--agent-timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, metavar="SECONDS",
+              help="How long to keep retrying while a starting cluster has no job agent yet.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def cli(ctx, address, wait, working_dir, no_working_dir, pip, image_uri, env_options, runtime_env_json,
-        submission_id, entrypoint_num_cpus, command) -> None:
+        submission_id, entrypoint_num_cpus, agent_timeout, command) -> None:
     """Run a ser COMMAND (extract, train, evaluate, score, ...) as a job on a Ray cluster.
 
     \b
@@ -219,6 +247,7 @@ def cli(ctx, address, wait, working_dir, no_working_dir, pip, image_uri, env_opt
         base = json.loads(runtime_env_json) if runtime_env_json else {}
     except json.JSONDecodeError as err:
         raise click.BadParameter(str(err), param_hint="--runtime-env-json") from None
+    base["env_vars"] = {**output_env(verbosity()), **base.get("env_vars", {})}  # ser -v reaches the job; the JSON wins
     if no_working_dir:
         base.pop("working_dir", None)
     elif not working_dir and "working_dir" not in base and (PROJECT_ROOT / "pyproject.toml").is_file():
@@ -232,8 +261,8 @@ def cli(ctx, address, wait, working_dir, no_working_dir, pip, image_uri, env_opt
     )
     client = job_client(address)
     with _cluster_errors():
-        submission_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
-                                          entrypoint_num_cpus=entrypoint_num_cpus)
+        submission_id = submit_when_ready(client, agent_timeout, entrypoint=entrypoint, runtime_env=runtime_env,
+                                          submission_id=submission_id, entrypoint_num_cpus=entrypoint_num_cpus)
     click.echo(f"submitted job {submission_id}: {entrypoint}", err=True)
     if not wait:
         click.echo(submission_id)

@@ -5,7 +5,11 @@ Submission to a real cluster is tested in ``test_multinode.py``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import zipfile
+from pathlib import Path
 
 import click
 import pytest
@@ -19,7 +23,7 @@ from jobs.submit import (
     job_entrypoint,
     parse_env_options,
 )
-from tests.cluster_fixture import free_port
+from tests.cluster_fixture import VENV_BIN, LocalRayCluster, free_port
 
 AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
@@ -129,3 +133,57 @@ def test_submit_without_an_address_or_with_an_unknown_command_fails_before_conta
 def test_an_unreachable_job_server_is_a_one_line_error():
     result = _invoke(["jobs", "list", "--address", f"http://127.0.0.1:{free_port()}"])
     assert result.exit_code == 1 and "Failed to connect" in result.output and "Traceback" not in result.output
+
+
+# On a head node's PYTHONPATH, this makes the dashboard agent publish its address ``SER_TEST_AGENT_DELAY_S`` seconds
+# after it has started listening, as on a loaded machine: until then the node is up and the Jobs API answers 500
+# "No available agent to submit job, please try again later".
+SLOW_AGENT_HOOK = """
+import os, sys, time
+if sys.argv and sys.argv[0].replace(os.sep, "/").endswith("dashboard/agent.py"):
+    import ray._raylet as raylet
+
+    persist_port = raylet.persist_port
+
+    def persist_port_then_stall(session_dir, node_id, name, port):
+        persist_port(session_dir, node_id, name, port)
+        if name == raylet.DASHBOARD_AGENT_LISTEN_PORT_NAME:  # the address is written to the GCS right after this
+            time.sleep(float(os.environ["SER_TEST_AGENT_DELAY_S"]))
+
+    raylet.persist_port = persist_port_then_stall
+"""
+
+
+@pytest.fixture
+def head_with_a_late_job_agent(tmp_path):
+    """A real ``ray start --head`` on 127.0.0.1 whose job agent publishes its address 60 s after the node is up."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_AGENT_HOOK)
+    with tempfile.TemporaryDirectory(prefix="sersub-", dir="/tmp") as root:  # short: Ray's socket paths must fit
+        cluster = LocalRayCluster(Path(root), dict(os.environ))
+        cluster.node_env.update(SER_TEST_AGENT_DELAY_S="60",
+                                PYTHONPATH=os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        try:
+            cluster.start(head_cpus=1, worker_cpus=())
+            yield cluster
+        finally:
+            cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_submit_right_after_the_head_starts_retries_until_the_job_agent_is_up(head_with_a_late_job_agent):
+    cluster = head_with_a_late_job_agent
+
+    def submit(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(VENV_BIN / "ser"), "submit", "--address", cluster.dashboard_url, "--no-working-dir",
+                               *options, "--", "report", "--help"],
+                              env=cluster.client_env(), capture_output=True, text=True, timeout=240)
+
+    impatient = submit("--agent-timeout", "1")
+    assert impatient.returncode == 1, impatient.stderr
+    assert "job agent was still not available after 1 s" in impatient.stderr and "Traceback" not in impatient.stderr
+    patient = submit()
+    assert patient.returncode == 0, patient.stderr
+    assert "not ready yet; retrying" in patient.stderr  # the first answers were the 500, and were retried
+    assert "Summarise scored calls" in patient.stdout  # the job ran: its log is `ser report --help`
