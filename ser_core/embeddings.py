@@ -1,0 +1,138 @@
+"""Pooled encoder windows: what the Whisper-head model sees, for training utterances and for speech in calls.
+
+A window is 2.5 s of encoder frames (1.25 s hop, the CNN's grid); its vector is the mean and the standard
+deviation of the frames over the window, concatenated (1,024 values for Whisper-base). Audio shorter than a
+window gives one window over all its frames. An :class:`EmbeddingSpec` fixes everything that changes the
+numbers and hashes to the embedding version stored in every row and every bundle made from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ser_core.augment import AugmentPolicy, augment_copy, telephone
+from ser_core.encoder import FRAME_RATE, WEIGHTS_SHA256, WhisperEncoder
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """The encoder (by its weights' hash), the input rate, and the pooling windows."""
+
+    encoder: str = "whisper-base"
+    weights_sha256: str = WEIGHTS_SHA256
+    sample_rate: int = 8000
+    window_seconds: float = 2.5
+    window_hop_seconds: float = 1.25
+    pooling: str = "mean+std"
+    width: int = 512
+
+    @property
+    def version(self) -> str:
+        """Short content hash of the spec: equal specs, equal versions."""
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return "es-" + hashlib.sha256(payload).hexdigest()[:12]
+
+    @property
+    def dim(self) -> int:
+        """Length of one pooled window vector."""
+        return 2 * self.width
+
+    @property
+    def window_frames(self) -> int:
+        return round(self.window_seconds * FRAME_RATE)
+
+    @property
+    def hop_frames(self) -> int:
+        return round(self.window_hop_seconds * FRAME_RATE)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EmbeddingSpec":
+        return cls(**values)
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """Embedding shard schema: one row per pooled window of one (possibly augmented) utterance copy."""
+    return pa.schema([
+        ("utterance_id", pa.string()), ("corpus", pa.string()), ("speaker", pa.string()), ("gender", pa.string()),
+        ("split_group", pa.string()), ("split", pa.string()), ("emotion", pa.string()), ("copy", pa.int32()),
+        ("augmentation", pa.string()), ("window", pa.int32()), ("start_s", pa.float32()),
+        ("embedding", pa.list_(pa.float32(), dim)), ("embedding_version", pa.string()),
+    ])
+
+
+def window_bounds(n_frames: int, spec: EmbeddingSpec) -> list[tuple[int, int]]:
+    """``[start, end)`` encoder-frame ranges of the pooled windows over ``n_frames`` frames.
+
+    Examples
+    --------
+    >>> window_bounds(300, EmbeddingSpec())
+    [(0, 125), (62, 187), (124, 249), (175, 300)]
+    >>> window_bounds(40, EmbeddingSpec())
+    [(0, 40)]
+    """
+    size, hop = spec.window_frames, spec.hop_frames
+    if n_frames <= size:
+        return [(0, n_frames)] if n_frames else []
+    starts = list(range(0, n_frames - size + 1, hop))
+    if starts[-1] + size < n_frames:
+        starts.append(n_frames - size)
+    return [(s, s + size) for s in starts]
+
+
+def pool(frames: np.ndarray, bounds: list[tuple[int, int]]) -> np.ndarray:
+    """Mean and standard deviation of ``frames`` over each window, ``(len(bounds), 2 * width)`` float32."""
+    if not bounds:
+        return np.zeros((0, 2 * frames.shape[1]), np.float32)
+    return np.stack([np.concatenate([frames[a:b].mean(0), frames[a:b].std(0)]) for a, b in bounds]).astype(np.float32)
+
+
+def utterance_embeddings(samples: np.ndarray, encoder: WhisperEncoder, spec: EmbeddingSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled windows of one utterance at ``spec.sample_rate`` and their start times in seconds."""
+    frames = encoder.frames(samples, spec.sample_rate)
+    bounds = window_bounds(len(frames), spec)
+    return pool(frames, bounds), np.array([a / FRAME_RATE for a, _ in bounds])
+
+
+def embedding_copies(samples: np.ndarray, spec: EmbeddingSpec, key: str, augment: int, policy: AugmentPolicy) -> list[tuple[int, str, np.ndarray]]:
+    """The copies of an utterance that get embedded: ``(copy, description, samples)``.
+
+    Copy 0 is the original, copy 1 the same speech through the G.711 telephone channel (what calls sound
+    like), copies 2.. are random augmentations (see :func:`ser_core.augment.augment_copy`).
+    """
+    copies = [(0, "none", samples), (1, "telephone", telephone(samples, spec.sample_rate))]
+    for copy in range(2, 2 + augment):
+        y, description = augment_copy(samples, spec.sample_rate, policy, key, copy)
+        copies.append((copy, description, y))
+    return copies
+
+
+def region_embeddings(samples: np.ndarray, regions: np.ndarray, hop_length: int, encoder: WhisperEncoder, spec: EmbeddingSpec,
+                      min_region_s: float = 1.0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(start_s, end_s, rms_db, pooled)`` per speech region of one channel (regions in VAD frames of ``hop_length``).
+
+    Each region is encoded on its own (30 s chunks for longer ones) and pooled over the window grid; regions
+    shorter than ``min_region_s`` are not scored, as in the CNN's call windows.
+    """
+    out = []
+    rate = spec.sample_rate
+    for first, last in regions:
+        a, b = int(first) * hop_length, min(int(last) * hop_length, len(samples))
+        if (b - a) / rate < min_region_s:
+            continue
+        frames = encoder.frames(samples[a:b], rate)
+        bounds = window_bounds(len(frames), spec)
+        start_s = a / rate + np.array([s / FRAME_RATE for s, _ in bounds])
+        end_s = a / rate + np.array([min(e / FRAME_RATE, (b - a) / rate) for _, e in bounds])
+        spans = [samples[int(s * rate) : max(int(e * rate), int(s * rate) + 1)] for s, e in zip(start_s, end_s)]
+        rms_db = np.array([10 * np.log10(np.mean(np.square(span, dtype=np.float64)) + 1e-10) for span in spans], np.float32)
+        out.append((start_s, end_s, rms_db, pool(frames, bounds)))
+    return out

@@ -1,0 +1,73 @@
+"""The Whisper-base front end: pinned weights verified, frames at 50 Hz, level-free input, pooled windows."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.audio_factory import speech_like
+
+encoder = pytest.importorskip("ser_core.encoder")
+pytest.importorskip("ctranslate2")
+
+from ser_core.embeddings import EmbeddingSpec, region_embeddings, utterance_embeddings, window_bounds  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    try:
+        return encoder.WhisperEncoder()
+    except encoder.EncoderUnavailable as err:
+        pytest.skip(str(err))
+
+
+def test_frames_rate_width_and_level_invariance(whisper):
+    voice = speech_like(3.0, 8000)
+    frames = whisper.frames(voice, 8000)
+    assert frames.shape == (150, 512) and np.isfinite(frames).all()
+    quiet = whisper.frames(voice * 10 ** (-30 / 20), 8000)
+    assert np.corrcoef(frames.ravel(), quiet.ravel())[0, 1] > 0.99  # same up to int8 rounding: level does not reach the model
+    other = whisper.frames(speech_like(3.0, 8000, f0=110.0, seed=3), 8000)
+    assert np.corrcoef(frames.ravel(), other.ravel())[0, 1] < np.corrcoef(frames.ravel(), quiet.ravel())[0, 1]
+
+
+def test_long_audio_is_encoded_in_30_s_chunks(whisper):
+    frames = whisper.frames(speech_like(31.0, 8000), 8000)
+    assert frames.shape == (1550, 512)
+
+
+def test_joined_weights_are_verified(tmp_path, monkeypatch, whisper):
+    folder = encoder.model_dir()
+    monkeypatch.setenv("SER_CACHE", str(tmp_path))
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    assert encoder.model_dir() == copy
+    with open(copy / "model.bin", "r+b") as handle:
+        handle.seek(1000)
+        byte = handle.read(1)
+        handle.seek(1000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(encoder.EncoderUnavailable, match="sha256"):
+        encoder.model_dir()
+
+
+def test_fresh_cache_joins_the_two_halves(tmp_path, monkeypatch, whisper):
+    monkeypatch.setenv("SER_CACHE", str(tmp_path))
+    folder = encoder.model_dir()
+    assert folder.parent == tmp_path and (folder / "config.json").exists()
+    assert not list(folder.glob("model.bin.tmp-*"))
+
+
+def test_utterance_and_region_windows(whisper):
+    spec = EmbeddingSpec()
+    vectors, starts = utterance_embeddings(speech_like(1.0, 8000), whisper, spec)
+    assert vectors.shape == (1, 1024) and starts.tolist() == [0.0]
+    vectors, starts = utterance_embeddings(speech_like(6.0, 8000), whisper, spec)
+    assert len(vectors) == len(window_bounds(300, spec)) == 4
+    voice = np.concatenate([np.zeros(8000, np.float32), speech_like(4.0, 8000), np.zeros(8000, np.float32), speech_like(0.5, 8000)])
+    regions = np.array([[100, 500], [600, 650]])  # VAD frames of 10 ms: a 4 s region, then a 0.5 s one (too short to score)
+    [(start_s, end_s, rms_db, pooled)] = region_embeddings(voice, regions, 80, whisper, spec)
+    assert start_s.tolist() == [1.0, 2.24, 2.5] and end_s[-1] == pytest.approx(5.0)
+    assert pooled.shape == (3, 1024) and (rms_db > -40).all()
