@@ -1,10 +1,12 @@
 """``ser evaluate``: score a model bundle on labelled corpora, per corpus and overall, at utterance level.
 
-The corpora are scanned with the same recipes as ``ser extract``; ``--split test`` keeps the utterances that
-extraction (default :class:`~ser_core.splits.SplitConfig`) puts in the speaker-disjoint (TESS: word-disjoint)
-test split, ``--split all`` keeps everything. Each utterance is decoded and windowed in a Ray task (no
-augmentation) and scored as the mean of its windows' probabilities. Utterances whose label the model does
-not know are counted and excluded; files that cannot be used are counted with their reasons.
+The corpora are scanned with the same recipes as ``ser extract``; ``--split test`` keeps the utterances of the
+test groups the bundle records (the speakers, for TESS the words, that training held out), ``--split all``
+keeps everything. A bundle that records no held-out groups (an older one) gets its test split recomputed from
+the files given with the split settings it records, and the report says that this is not guaranteed to be
+held out. Each utterance is decoded and windowed in a Ray task (no augmentation) and scored as the mean of its
+windows' probabilities. Utterances whose label the model does not know, and (for ``--split test``) those of
+corpora it was not trained on, are counted and excluded; files that cannot be used are counted with their reasons.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from jobs.extract import corpus_options, scan_all
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
+from ser_core.bundle import BundleError, load_bundle, model_splits
 from ser_core.features import FeatureSpec, utterance_windows
 from ser_core.manifest import Utterance
 from ser_core.metrics import grouped_reports
-from ser_core.splits import SplitConfig, assign_splits
+from ser_core.splits import ModelSplits
 
 
 @dataclass(frozen=True)
@@ -54,27 +57,23 @@ def featurize_shard(utts: list[Utterance], spec: FeatureSpec) -> tuple[list[tupl
     return done, errors
 
 
-def training_split_config(info: dict) -> SplitConfig:
-    """The split configuration the bundle's training features were made with (the default for older bundles)."""
-    recorded = (info.get("features") or {}).get("split_config")
-    return SplitConfig(**recorded) if recorded else SplitConfig()
-
-
-def select_utterances(utterances: list[Utterance], split: str, config: SplitConfig = SplitConfig()) -> list[Utterance]:
-    """All utterances (``all``) or those the split assignment ``config`` puts in ``split``."""
+def split_note(split: str, splits: ModelSplits) -> str:
+    """What the evaluated split guarantees, in words."""
     if split == "all":
-        return list(utterances)
-    assignment = assign_splits(utterances, config)
-    return [u for u in utterances if assignment[u.utterance_id] == split]
+        return "every utterance given; may include utterances the model was trained on"
+    if splits.recorded:
+        return "speaker-disjoint (TESS: word-disjoint) test split: the held-out test groups recorded in the bundle"
+    return ("test split recomputed from the files given with the bundle's split settings; NOT guaranteed to be held out "
+            "(the bundle records no held-out groups, and other files give other splits)")
 
 
 def run_evaluate(config: EvaluateConfig) -> dict:
     """Evaluate and return the report (also written to ``config.json_out`` and plotted to ``config.plots``)."""
-    from ser_core.model import load_bundle
-
     bundle = load_bundle(config.model, expected_spec=FeatureSpec())
     scan = scan_all(config.corpora)
-    selected = select_utterances(scan.utterances, config.split, training_split_config(bundle.info))
+    splits = model_splits(bundle.info, scan.utterances)
+    selected = splits.select(scan.utterances, config.split)
+    untrained = Counter(u.corpus for u in splits.unknown(scan.utterances)) if config.split != "all" else Counter()
     known = [u for u in selected if u.emotion in bundle.labels]
     excluded = Counter(u.emotion for u in selected if u.emotion not in bundle.labels)
 
@@ -98,8 +97,9 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         "model": bundle.path,
         "model_version": bundle.version,
         "split": config.split,
-        "split_note": "speaker-disjoint (RAVDESS, CREMA-D, manifests), word-disjoint (TESS) test split as assigned by ser extract"
-        if config.split == "test" else "every utterance given; may include utterances the model was trained on",
+        "split_note": split_note(config.split, splits),
+        "split_recorded_in_bundle": splits.recorded,
+        "excluded_corpora_not_trained_on": dict(untrained),
         "corpora": [list(c) for c in config.corpora],
         "utterances_scored": int(len(frame)),
         "excluded_unknown_labels": dict(excluded),
@@ -139,6 +139,9 @@ def format_table(report: dict) -> str:
     for name, r in report["reports"].items():
         recalls = " ".join(f"{label}={v['recall']:.2f}" for label, v in r["per_class"].items() if v["recall"] is not None)
         lines.append(f"{name:<{width}}{r['n']:>6}{r['accuracy']:>10.3f}{r['uar']:>8.3f}{r['macro_f1']:>10.3f}  {recalls}")
+    if report["excluded_corpora_not_trained_on"]:
+        lines.append(f"excluded (corpora the model was not trained on, so with no test split; use --split all): "
+                     f"{json.dumps(report['excluded_corpora_not_trained_on'])}")
     if report["excluded_unknown_labels"]:
         lines.append(f"excluded (labels the model does not know): {json.dumps(report['excluded_unknown_labels'])}")
     if report["rejected_files"] or report["decode_errors"]:
@@ -151,14 +154,17 @@ def format_table(report: dict) -> str:
 @click.option("--corpus", "corpora", multiple=True, required=True, metavar="NAME=PATH",
               help="ravdess=DIR, tess=DIR, cremad=DIR or manifest=CSV; local or s3://. Repeatable.")
 @click.option("--split", type=click.Choice(["test", "all"]), default="test", show_default=True,
-              help="test: the speaker/word-disjoint test split ser extract assigns; all: every utterance.")
+              help="test: the speaker/word-disjoint test groups the bundle records; all: every utterance.")
 @click.option("--json", "json_out", default=None, help="Write the full report (confusion matrices included) here.")
 @click.option("--plots", default=None, help="Folder for PNG figures.")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
 def cli(model, corpora, split, json_out, plots, ray_address) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices of a model on labelled corpora."""
-    report = run_evaluate(EvaluateConfig(corpora=corpus_options(corpora), model=model, split=split, json_out=json_out,
-                                         plots=plots, ray_address=ray_address))
+    try:
+        report = run_evaluate(EvaluateConfig(corpora=corpus_options(corpora), model=model, split=split, json_out=json_out,
+                                             plots=plots, ray_address=ray_address))
+    except BundleError as err:
+        raise click.ClickException(f"model refused: {err}") from None
     if not report["reports"]:
         raise click.ClickException("no utterance could be scored")
     click.echo(format_table(report))

@@ -3,8 +3,8 @@
 Each call alternates agent and customer turns spoken by two different speakers, separated by pauses, passed
 through a telephone channel (300-3400 Hz band, G.711 mu-law, 8 kHz). Stereo calls carry the agent on channel 0
 and the customer on channel 1, each leaking ``leak_db`` into the other and over a faint noise floor; mono calls
-mix both. Customer turns take the split's utterances in turn (by default the ``test`` split of
-:func:`ser_core.splits.assign_splits`, speakers the model never trained on), so without ``--calls`` every
+mix both. Customer turns take the split's utterances in turn (by default the ``test`` split: the held-out test
+groups recorded in the ``--model`` bundle, speakers the model never trained on), so without ``--calls`` every
 utterance of the split is one customer turn exactly once. A third of the calls put their customer's negative
 turns last (an escalating call). Agent turns prefer the agent speaker's neutral and happy utterances.
 
@@ -38,11 +38,12 @@ from jobs.score import parse_date_option
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.augment import telephone
+from ser_core.bundle import BundleError, model_splits, read_bundle_info
 from ser_core.features import FeatureSpec, trim_silence
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_core.manifest import Utterance
 from ser_core.schema import GROUND_TRUTH
-from ser_core.splits import SPLITS, assign_splits
+from ser_core.splits import SPLITS
 
 RATE = 8000
 SYNTHETIC_NOTICE = (
@@ -61,6 +62,7 @@ class ArchiveConfig:
     calls: int | None = None
     customer_turns: int = 4
     split: str = "test"
+    model: str | None = None  # the bundle whose recorded held-out groups define ``split``; None: the bundled model
     stereo: bool = True
     date: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).date().isoformat())
     queues: int = 2
@@ -146,14 +148,19 @@ def corpus_voice(utt: Utterance, spec: FeatureSpec) -> Voice:
                  utt.utterance_id, utt.uri)
 
 
-def corpus_utterances(config: ArchiveConfig) -> list[Utterance]:
-    """The utterances of ``config.split`` (or all) of the corpora, in a stable order."""
+def corpus_utterances(config: ArchiveConfig) -> tuple[list[Utterance], bool]:
+    """The utterances of ``config.split`` (or all) of the corpora in a stable order, and whether that split is
+    the one recorded in the model's bundle (``False``: recomputed from these files, as for older bundles)."""
     scan = scan_all(config.corpora)
-    splits = assign_splits(scan.utterances)
-    chosen = [u for u in scan.utterances if config.split == "all" or splits[u.utterance_id] == config.split]
+    try:
+        splits = model_splits(read_bundle_info(config.model), scan.utterances)
+    except BundleError as err:
+        raise click.ClickException(f"model refused: {err}") from None
+    chosen = splits.select(scan.utterances, config.split)
     if not chosen:
-        raise click.ClickException(f"no utterances in split {config.split!r} of {', '.join(n for n, _ in config.corpora)}")
-    return sorted(chosen, key=lambda u: u.utterance_id)
+        raise click.ClickException(f"no utterances in split {config.split!r} of {', '.join(n for n, _ in config.corpora)} "
+                                   "(a corpus the model was not trained on has only --split all)")
+    return sorted(chosen, key=lambda u: u.utterance_id), splits.recorded
 
 
 # ------------------------------------------------------------------------------------------ placing turns
@@ -217,6 +224,7 @@ class ArchiveSummary:
     audio_seconds: float = 0.0
     skipped_utterances: list[str] = field(default_factory=list)
     synthetic: bool = False
+    split_recorded: bool = True  # the split is the model's recorded one (not recomputed from the files given)
 
 
 def collect_voices(config: ArchiveConfig, rng: np.random.Generator, summary: ArchiveSummary) -> tuple[dict[str, list[Voice]], list[Voice]]:
@@ -225,7 +233,8 @@ def collect_voices(config: ArchiveConfig, rng: np.random.Generator, summary: Arc
         return synthetic_voices(config, rng)
     spec = FeatureSpec()
     by_speaker: dict[str, list[Voice]] = defaultdict(list)
-    for utt in corpus_utterances(config):
+    utterances, summary.split_recorded = corpus_utterances(config)
+    for utt in utterances:
         try:
             by_speaker[f"{utt.corpus}/{utt.speaker}"].append(corpus_voice(utt, spec))
         except AudioDecodeError as err:
@@ -287,11 +296,21 @@ def make_archive(config: ArchiveConfig) -> ArchiveSummary:
     return summary
 
 
+def split_warning(config: ArchiveConfig, summary: ArchiveSummary) -> str | None:
+    """A warning when the voices' split was recomputed from the files given rather than recorded in the bundle."""
+    if config.synthetic or config.split == "all" or summary.split_recorded:
+        return None
+    return (f"WARNING: the model bundle records no held-out groups, so the {config.split!r} split was recomputed from "
+            "the files given with its split settings; it is NOT guaranteed to hold the speakers it held out.")
+
+
 def _readme(config: ArchiveConfig, summary: ArchiveSummary) -> str:
     source = SYNTHETIC_NOTICE if config.synthetic else (
         f"Voices from the {config.split!r} split of {', '.join(f'{n}={p}' for n, p in config.corpora)}; "
         "each source utterance is named in ground_truth.parquet (utterance_id, source_uri)."
     )
+    warning = split_warning(config, summary)
+    source += f"\n{warning}" if warning else ""
     layout = "stereo (channel 0 agent, channel 1 customer)" if config.stereo else "mono (agent and customer mixed)"
     return (
         f"{summary.calls} calls, {summary.turns} turns, {summary.audio_seconds / 3600:.2f} h of 8 kHz {layout} telephone-band audio "
@@ -304,7 +323,8 @@ def _readme(config: ArchiveConfig, summary: ArchiveSummary) -> str:
               help="Labelled corpus for the voices (as in ser extract); repeatable. None: synthetic voices.")
 @click.option("--out", required=True, help="Output folder or s3:// prefix.")
 @click.option("--split", type=click.Choice([*SPLITS, "all"]), default="test", show_default=True,
-              help="Which speakers' utterances to use (splits as ser extract assigns them).")
+              help="Which speakers' utterances to use: the held-out groups recorded in --model's bundle (all: every one).")
+@click.option("--model", default=None, help="Model bundle whose recorded splits --split means (default: the bundled model).")
 @click.option("--calls", type=click.IntRange(min=1), default=None,
               help="Number of calls [default: enough to use every utterance once as a customer turn; 10 if synthetic].")
 @click.option("--customer-turns", type=click.IntRange(min=1), default=4, show_default=True, help="Customer turns per call.")
@@ -312,10 +332,10 @@ def _readme(config: ArchiveConfig, summary: ArchiveSummary) -> str:
 @click.option("--date", callback=parse_date_option, default=None, metavar="YYYY-MM-DD", help="Archive folder date [default: today, UTC].")
 @click.option("--format", "audio_format", type=click.Choice(["wav", "flac"]), default="wav", show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def cli(corpora, out, split, calls, customer_turns, mono, date, audio_format, seed) -> None:
+def cli(corpora, out, split, model, calls, customer_turns, mono, date, audio_format, seed) -> None:
     """Assemble a realistic call archive (agent/customer turns, telephone band, 8 kHz) with its ground truth."""
     config = ArchiveConfig(out=out, corpora=corpus_options(corpora), calls=calls, customer_turns=customer_turns, split=split,
-                           stereo=not mono, audio_format=audio_format, seed=seed, **({"date": date} if date else {}))
+                           model=model, stereo=not mono, audio_format=audio_format, seed=seed, **({"date": date} if date else {}))
     if config.synthetic:
         click.echo(SYNTHETIC_NOTICE)
     summary = make_archive(config)
@@ -323,5 +343,8 @@ def cli(corpora, out, split, calls, customer_turns, mono, date, audio_format, se
         f"{summary.calls} calls ({summary.turns} turns, {summary.audio_seconds / 3600:.2f} h) under "
         f"{posixpath.join(out, 'audio')}; ground truth in {posixpath.join(out, 'ground_truth.parquet')}"
     )
+    warning = split_warning(config, summary)
+    if warning:
+        click.echo(warning, err=True)
     for reason in summary.skipped_utterances:
         click.echo(f"  skipped {reason}")

@@ -13,6 +13,7 @@ import sys
 import click
 
 from ser_core.audio import AudioDecodeError, decode
+from ser_core.bundle import BundleError, load_bundle
 from ser_core.features import FeatureSpec, utterance_windows
 
 
@@ -56,9 +57,10 @@ def format_prediction(result: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line and file.")
 def cli(files, model, as_json) -> None:
     """Predict the emotion of audio FILES (local paths or s3:// URIs)."""
-    from ser_core.model import load_bundle
-
-    bundle = load_bundle(model, expected_spec=FeatureSpec())
+    try:
+        bundle = load_bundle(model, expected_spec=FeatureSpec())
+    except BundleError as err:
+        raise click.ClickException(f"model refused: {err}") from None
     failed = 0
     for uri in files:
         try:

@@ -8,12 +8,14 @@ shard (tf.data auto-sharding off), scores the validation split at utterance leve
 reports a checkpoint; model selection and early stopping use the validation score only, never the test split.
 A failed worker makes Ray Train restart the group from the last checkpoint (``FailureConfig``); ``--resume``
 continues an interrupted run from its run folder. The driver finally loads the best weights, scores the
-validation and test splits and writes the bundle (:func:`ser_core.model.save_bundle`).
+validation and test splits and publishes the bundle (:mod:`ser_core.bundle`), with the held-out validation and
+test groups of every corpus so that ``evaluate``/``make-archive --split test`` use exactly what training held out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -30,11 +32,13 @@ import pandas as pd
 
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
+from ser_core.bundle import publish_bundle, stage_bundle
 from ser_core.features import FeatureSpec
 from ser_core.featurize import table_windows
 from ser_core.labels import EMOTIONS
 from ser_core.metrics import grouped_reports, utterance_probabilities
 from ser_core.model import ModelConfig, TrainConfig
+from ser_core.splits import HeldOutGroups
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ META_COLUMNS = ["utterance_id", "corpus", "speaker", "split", "emotion", "copy"]
 TRAIN_STATE = "state.json"
 BEST_WEIGHTS = "best.weights.npz"
 TF_CHECKPOINT = "train"
+RUN_FEATURES = "features.json"  # in the run folder: what its checkpoints were trained on
 SELECTION_METRIC = "val_uar"
 
 
@@ -70,6 +75,40 @@ class TrainJobConfig:
 def read_feature_metadata(features: str) -> dict:
     """The extraction's ``metadata.json`` (feature spec, augmentation, splits)."""
     return json.loads(storage.read_bytes(storage.join(features, "metadata.json")))
+
+
+def features_identity(features: str, metadata: dict) -> dict:
+    """What a resumed run must share with its checkpoints: feature version, split settings, augmentation, shard contents.
+
+    Shard file names carry a hash of their utterances, splits and extraction settings, so ``shards`` changes
+    whenever the extracted data does.
+    """
+    shards = sorted(storage.parquet_files(storage.join(features, "features")))
+    return {
+        "feature_version": metadata["feature_version"],
+        "split_config": metadata.get("split_config"),
+        "augmentation": {key: metadata.get(key) for key in ("augment_copies", "augment_policy", "augment_splits")},
+        "shards": hashlib.sha256("\n".join(shards).encode()).hexdigest(),
+    }
+
+
+def check_resume(run_storage: str, identity: dict) -> None:
+    """Refuse to resume a run whose checkpoints were trained on other features or split settings."""
+    path = storage.join(run_storage, RUN_FEATURES)
+    if not storage.exists(path):
+        raise click.ClickException(f"cannot --resume {run_storage}: it has no record ({RUN_FEATURES}) of the features it "
+                                   "was trained on; start afresh without --resume")
+    recorded = json.loads(storage.read_bytes(path))
+    differs = [key for key in identity if recorded.get(key) != identity[key]]
+    if differs:
+        raise click.ClickException(f"cannot --resume {run_storage}: these features differ from its checkpoints' in "
+                                   f"{', '.join(differs)}; start afresh without --resume")
+
+
+def features_held_out(features: str) -> HeldOutGroups:
+    """The validation and test groups per corpus of an extraction (from its ``manifest.parquet``)."""
+    rows = storage.read_parquet(storage.join(features, "manifest.parquet")).select(["corpus", "split_group", "split"]).to_pylist()
+    return HeldOutGroups.from_rows((r["corpus"], r["split_group"], r["split"]) for r in rows)
 
 
 def split_datasets(features: str) -> dict:
@@ -277,7 +316,7 @@ def model_card(info: dict) -> str:
         lines += ["", "Commands:", "", "```", *info["experiments"]["commands"], "```"]
     features = info["features"]
     lines += ["", "## Training data (utterances, original copies)", "",
-              f"Features from {features['corpora']}; {features['augment_copies']} augmented copies (pitch, stretch, "
+              f"Features from {', '.join(name for name, _ in features['corpora'])}; {features['augment_copies']} augmented copies (pitch, stretch, "
               "telephone channel, gain, noise) of each training utterance only.", ""]
     for split in ("train", "validation", "test"):
         if split in info["data_summary"]:
@@ -325,13 +364,16 @@ def run_train(config: TrainJobConfig) -> dict:
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
-    from ser_core.model import _keras, build_model, save_bundle
+    from ser_core.model import _keras, build_model
 
     started = time.time()
     metadata = read_feature_metadata(config.features)
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
     if spec.version != metadata["feature_version"]:
         raise click.ClickException(f"{config.features}: metadata feature spec hashes to {spec.version}, not {metadata['feature_version']}")
+    identity = features_identity(config.features, metadata)
+    if config.resume:
+        check_resume(config.run_storage, identity)
     ensure_ray(config.ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
@@ -352,6 +394,7 @@ def run_train(config: TrainJobConfig) -> dict:
         if fs.exists(path):
             log.info("removing the previous run %s (pass --resume to continue it)", path)
             fs.rm(path, recursive=True)
+        storage.write_bytes_atomic(storage.join(run_storage, RUN_FEATURES), json.dumps(identity, indent=2).encode())
     loop_config = {
         "spec": spec.to_dict(),
         "model": dataclasses.asdict(config.model),
@@ -400,6 +443,7 @@ def run_train(config: TrainJobConfig) -> dict:
             "split_config": metadata.get("split_config"),
             "corpora": metadata.get("corpora"),
         },
+        "held_out_groups": features_held_out(config.features).to_dict(),
         "data_summary": data_summary(meta),
         "training": {
             "workers": config.workers,
@@ -413,17 +457,10 @@ def run_train(config: TrainJobConfig) -> dict:
         "metrics": evaluate_splits(model, datasets, spec, mean, std),
     }
     with tempfile.TemporaryDirectory() as folder:
-        save_bundle(model, spec, mean, std, folder, info=info, card=model_card(info))
+        stage_bundle(model, spec, mean, std, folder, info=info, card=model_card(info))
         write_bundle_figures(folder, info)
-        publish_folder(folder, config.out)
+        publish_bundle(folder, config.out)
     return info
-
-
-def publish_folder(local: str, out: str) -> None:
-    """Copy every file under ``local`` to ``out`` (a folder or ``s3://`` prefix), each file written atomically."""
-    for path in sorted(Path(local).rglob("*")):
-        if path.is_file():
-            storage.write_bytes_atomic(storage.join(out, *path.relative_to(local).parts), path.read_bytes())
 
 
 @click.command("train")

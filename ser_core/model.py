@@ -1,43 +1,39 @@
-"""The emotion CNN and the model bundle (weights + labels + feature spec + normalisation + metrics).
+"""The emotion CNN and its training helpers (architecture, custom layers, compile, data pipeline, weights).
 
 Keras here is ``tf_keras`` (Keras 2), used explicitly everywhere: Keras 3's ``fit()`` fails under
 ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585), which Ray Train's TensorflowTrainer uses.
 
-A bundle is a folder::
-
-    model.keras    the Keras model (loaded with safe_mode=True)
-    bundle.json    labels, feature spec and version, normalisation, data summary, metrics, provenance
-    MODEL_CARD.md  a short human-readable card
+Model bundles (publishing, verifying, loading) live in :mod:`ser_core.bundle`; their names are still
+importable from here for older callers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import posixpath
-import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ser_core import storage
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-BUNDLE_FILE = "bundle.json"
-MODEL_FILE = "model.keras"
-CARD_FILE = "MODEL_CARD.md"
-BUNDLED_MODEL_DIR = Path(__file__).with_name("bundled_model")
+BUNDLE_NAMES = frozenset({
+    "BUNDLE_FILE", "MODEL_FILE", "CARD_FILE", "BUNDLED_MODEL_DIR", "BundleError", "ModelBundle",
+    "save_bundle", "read_bundle_files", "load_bundle_files", "load_bundle",
+})
 
 
-class BundleError(ValueError):
-    """A model bundle that is missing, malformed, or incompatible with this extractor."""
+def __getattr__(name: str):
+    """Bundle names re-exported from :mod:`ser_core.bundle` (imported on first use: it imports this module)."""
+    if name in BUNDLE_NAMES:
+        from ser_core import bundle
+
+        return getattr(bundle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -246,117 +242,3 @@ def one_hot(emotions: np.ndarray) -> np.ndarray:
     """One-hot float32 rows in :data:`EMOTIONS` order for canonical emotion strings."""
     index = {label: i for i, label in enumerate(EMOTIONS)}
     return np.eye(len(EMOTIONS), dtype=np.float32)[[index[e] for e in emotions]]
-
-
-@dataclass
-class ModelBundle:
-    """A loaded model bundle. :meth:`predict` takes raw (un-normalised) windows."""
-
-    path: str
-    labels: tuple[str, ...]
-    spec: FeatureSpec
-    mean: np.ndarray
-    std: np.ndarray
-    model: object
-    info: dict = field(default_factory=dict)
-
-    @property
-    def version(self) -> str:
-        """The model version written into every report row."""
-        return self.info["model_version"]
-
-    def normalise(self, windows: np.ndarray) -> np.ndarray:
-        return ((windows - self.mean) / self.std).astype(np.float32)
-
-    def predict(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, shape ``(n, len(labels))``, for raw windows of shape ``(n, *spec.window_shape)``."""
-        if windows.shape[1:] != self.spec.window_shape:
-            raise BundleError(f"windows of shape {windows.shape[1:]} do not match the model's {self.spec.window_shape}")
-        if len(windows) == 0:
-            return np.zeros((0, len(self.labels)), np.float32)
-        x = self.normalise(windows)
-        outputs = [self.model(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
-        return np.concatenate(outputs).astype(np.float32)
-
-
-def model_version(model_path: Path) -> str:
-    """``ser-cnn-`` plus a hash of the saved model file: identical weights, identical version."""
-    return "ser-cnn-" + hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
-
-
-def save_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, out: str | Path, info: dict | None = None,
-                card: str | None = None) -> Path:
-    """Write a bundle folder; ``info`` (metrics, data summary, history, ...) is merged into ``bundle.json``."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / MODEL_FILE)
-    payload = {
-        **(info or {}),
-        "model_version": model_version(folder / MODEL_FILE),
-        "labels": list(EMOTIONS),
-        "feature_version": spec.version,
-        "feature_spec": spec.to_dict(),
-        "normalisation": {"mean": np.asarray(mean, float).tolist(), "std": np.asarray(std, float).tolist()},
-    }
-    (folder / BUNDLE_FILE).write_text(json.dumps(payload, indent=2))
-    if card is not None:
-        (folder / CARD_FILE).write_text(card)
-    return folder
-
-
-def read_bundle_files(uri: str | Path | None = None) -> dict[str, bytes]:
-    """The top-level files of a bundle folder (local or ``s3://``; default: the bundled model), by name.
-
-    Shipping these bytes lets a process anywhere (a Ray actor on another node) rebuild the bundle locally.
-    """
-    folder = str(uri) if uri is not None else str(BUNDLED_MODEL_DIR)
-    fs, path = storage.filesystem(folder)
-    names = [p for p in fs.ls(path, detail=False) if fs.isfile(p)] if fs.exists(path) else []
-    files = {posixpath.basename(p.replace("\\", "/")): fs.cat_file(p) for p in names}
-    if BUNDLE_FILE not in files:
-        raise BundleError(f"{folder}: no {BUNDLE_FILE}; not a model bundle")
-    return files
-
-
-def load_bundle_files(files: dict[str, bytes], source: str, expected_spec: FeatureSpec | None = None) -> "ModelBundle":
-    """Load a bundle from :func:`read_bundle_files` output; ``source`` names where it came from."""
-    with tempfile.TemporaryDirectory(prefix="ser-model-") as folder:
-        for name, data in files.items():
-            Path(folder, name).write_bytes(data)
-        bundle = load_bundle(folder, expected_spec)
-    bundle.path = source
-    return bundle
-
-
-def load_bundle(path: str | Path | None = None, expected_spec: FeatureSpec | None = None) -> ModelBundle:
-    """Load a bundle (default: the one shipped in the package; ``s3://`` URIs too) with Keras safe mode.
-
-    Refuses, with :class:`BundleError`, a bundle whose feature version differs from ``expected_spec``'s
-    or from the version its own stored spec hashes to.
-    """
-    if path is not None and storage.is_remote(str(path)):
-        return load_bundle_files(read_bundle_files(path), str(path), expected_spec)
-    folder = Path(path) if path is not None else BUNDLED_MODEL_DIR
-    try:
-        info = json.loads((folder / BUNDLE_FILE).read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{folder}: no {BUNDLE_FILE}; not a model bundle") from None
-    spec = FeatureSpec.from_dict(info["feature_spec"])
-    if spec.version != info["feature_version"]:
-        raise BundleError(f"{folder}: stored feature spec hashes to {spec.version}, bundle says {info['feature_version']}")
-    if expected_spec is not None and expected_spec.version != spec.version:
-        raise BundleError(
-            f"{folder}: model was trained on feature version {spec.version}, the extractor produces {expected_spec.version}"
-        )
-    keras = _keras()
-    model = keras.models.load_model(folder / MODEL_FILE, custom_objects=custom_layers(), safe_mode=True, compile=False)
-    norm = info["normalisation"]
-    return ModelBundle(
-        path=str(folder),
-        labels=tuple(info["labels"]),
-        spec=spec,
-        mean=np.asarray(norm["mean"], np.float32),
-        std=np.asarray(norm["std"], np.float32),
-        model=model,
-        info=info,
-    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Iterable
 
 from ser_core.manifest import Utterance
 
@@ -59,3 +60,67 @@ def assign_splits(utterances: list[Utterance], config: SplitConfig = SplitConfig
         for i, group in enumerate(ordered):
             group_split[group] = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
     return {utt.utterance_id: group_split[utt.split_group] for utt in utterances}
+
+
+@dataclass(frozen=True)
+class HeldOutGroups:
+    """The split groups a model was trained without, per corpus it was trained on (recorded in its bundle).
+
+    Every training corpus is a key of both maps, with the groups of its ``validation`` and ``test`` splits.
+    """
+
+    validation: dict[str, tuple[str, ...]]
+    test: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str, str]]) -> "HeldOutGroups":
+        """From ``(corpus, split_group, split)`` rows, such as an extraction's manifest."""
+        rows = list(rows)
+        corpora = sorted({corpus for corpus, _, _ in rows})
+
+        def groups(held_out: str) -> dict[str, tuple[str, ...]]:
+            return {c: tuple(sorted({g for corpus, g, split in rows if corpus == c and split == held_out})) for c in corpora}
+
+        return cls(validation=groups("validation"), test=groups("test"))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HeldOutGroups":
+        return cls(**{split: {c: tuple(g) for c, g in data[split].items()} for split in ("validation", "test")})
+
+    def to_dict(self) -> dict:
+        return {"validation": {c: list(g) for c, g in self.validation.items()}, "test": {c: list(g) for c, g in self.test.items()}}
+
+    def split_of(self, utt: Utterance) -> str | None:
+        """``utt``'s split in the model's training, or ``None`` for a corpus the model was not trained on."""
+        if utt.corpus not in self.test:
+            return None
+        if utt.split_group in self.test[utt.corpus]:
+            return "test"
+        return "validation" if utt.split_group in self.validation[utt.corpus] else "train"
+
+
+@dataclass(frozen=True)
+class ModelSplits:
+    """Each utterance's split with respect to one model, and whether that comes from the model's own record.
+
+    ``recorded`` False means the split was recomputed from the files given: it matches the model's training only
+    if these are the files the model was trained on.
+    """
+
+    assignment: dict[str, str | None]
+    recorded: bool
+
+    @classmethod
+    def of(cls, utterances: list[Utterance], held_out: HeldOutGroups | None, config: SplitConfig) -> "ModelSplits":
+        """From the recorded ``held_out`` groups, or (``None``: an older bundle) recomputed with ``config``."""
+        if held_out is None:
+            return cls(dict(assign_splits(utterances, config)), recorded=False)
+        return cls({u.utterance_id: held_out.split_of(u) for u in utterances}, recorded=True)
+
+    def select(self, utterances: list[Utterance], split: str) -> list[Utterance]:
+        """The utterances in ``split`` (``all``: every one)."""
+        return [u for u in utterances if split == "all" or self.assignment[u.utterance_id] == split]
+
+    def unknown(self, utterances: list[Utterance]) -> list[Utterance]:
+        """Utterances of corpora the model was not trained on (in no split of its training)."""
+        return [u for u in utterances if self.assignment[u.utterance_id] is None]

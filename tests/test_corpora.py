@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ser_core.corpora import parse_corpus_option, scan_corpus
-from ser_core.corpora import cremad, ravdess, tess
+from ser_core.corpora import cremad, csv_manifest, ravdess, tess
 from ser_core.corpora.common import UnparsableName
 from tests.audio_factory import write_speech
 
@@ -126,3 +126,23 @@ def test_shared_corpora_parse_completely(shared_corpora):
     assert {u.speaker for u in ts.utterances} == {"OAF", "YAF"}
     originals = scan_corpus("tess", str(shared_corpora / "originals" / "tess"))
     assert {u.emotion for u in originals.utterances} == {"fear", "happy"}
+
+
+@pytest.mark.parametrize("path, why", [
+    ("/etc/hosts", "an absolute path"),
+    ("C:\\audio\\a.wav", "an absolute path"),
+    ("../outside.wav", "a path that climbs out with '..'"),
+    ("audio/../../outside.wav", "a path that climbs out with '..'"),
+    ("s3://someone-elses-bucket/a.wav", "a URL"),
+    ("http://example.com/a.wav", "a URL"),
+    ("simplecache::s3://bucket/a.wav", "a URL"),
+])
+def test_csv_manifest_rows_outside_its_folder_are_rejected_unless_allowed(tmp_path, path, why):
+    write_speech(tmp_path / "audio" / "a.wav", seconds=0.3)
+    (tmp_path / "labels.csv").write_text(f"path,emotion,speaker\naudio/a.wav,sad,spk1\naudio/../audio/a.wav,sad,spk2\n{path},sad,spk1\n")
+    scan = scan_corpus("manifest", str(tmp_path / "labels.csv"))
+    assert [u.speaker for u in scan.utterances] == ["spk1", "spk2"]
+    assert [(r.uri, r.stage) for r in scan.rejected] == [(path, "manifest")]
+    assert scan.rejected[0].reason == f"path is {why}, outside the manifest's folder (allowed only with allow_outside_root)"
+    allowed = csv_manifest.scan(str(tmp_path / "labels.csv"), allow_outside_root=True)
+    assert len(allowed.utterances) == 3 and not allowed.rejected

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import main
-from jobs.evaluate import select_utterances, training_split_config
 from jobs.extract import scan_all
+from ser_core.bundle import load_bundle, model_splits, save_bundle, training_split_config
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
-from ser_core.model import ModelConfig, build_model, save_bundle
-from ser_core.splits import SplitConfig
+from ser_core.model import ModelConfig, build_model
+from ser_core.splits import HeldOutGroups, SplitConfig
 from tests.audio_factory import write_corrupt_files, write_speech
 from tests.test_train import write_fake_ravdess
 
@@ -34,6 +34,17 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def recorded_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """The tiny bundle, now recording held-out groups: RAVDESS test actors 05 06 07, not what a fresh split gives."""
+    folder = tmp_path_factory.mktemp("recorded") / "model"
+    rows = [("ravdess", f"ravdess/actor{a:02d}", "test" if a in (5, 6, 7) else "validation" if a == 8 else "train") for a in range(1, 9)]
+    info = json.loads((tiny_bundle / "bundle.json").read_text())
+    bundle = load_bundle(tiny_bundle)
+    save_bundle(bundle.model, SPEC, bundle.mean, bundle.std, folder, info={**info, "held_out_groups": HeldOutGroups.from_rows(rows).to_dict()})
+    return folder
+
+
+@pytest.fixture(scope="module")
 def corpora(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("corpora")
     ravdess = write_fake_ravdess(root / "ravdess", actors=range(1, 9), seconds=1.0)
@@ -46,14 +57,16 @@ def corpora(tmp_path_factory) -> dict[str, Path]:
     return {"ravdess": ravdess, "manifest": audio / "labels.csv"}
 
 
-def test_the_test_split_is_the_one_extraction_assigns(corpora):
+def test_an_older_bundle_gets_the_test_split_extraction_would_assign(corpora):
     scan = scan_all((("ravdess", str(corpora["ravdess"])),))
-    test = select_utterances(scan.utterances, "test")
+    splits = model_splits({}, scan.utterances)
+    test = splits.select(scan.utterances, "test")
     speakers = {u.speaker for u in test}
+    assert not splits.recorded
     assert len(test) == 14 and len(speakers) == 2  # one actor of each gender, all seven emotions each
     assert {int(s.removeprefix("actor")) % 2 for s in speakers} == {0, 1}
-    train = {u.speaker for u in select_utterances(scan.utterances, "train")}
-    assert not speakers & train and len(select_utterances(scan.utterances, "all")) == 56
+    train = {u.speaker for u in splits.select(scan.utterances, "train")}
+    assert not speakers & train and len(splits.select(scan.utterances, "all")) == 56
 
 
 def test_the_test_split_follows_the_split_config_the_model_was_trained_with(corpora):
@@ -61,8 +74,8 @@ def test_the_test_split_follows_the_split_config_the_model_was_trained_with(corp
     recorded = {"features": {"split_config": {"validation": 0.15, "test": 0.15, "seed": 7}}}
     assert training_split_config(recorded) == SplitConfig(seed=7)
     assert training_split_config({}) == SplitConfig()
-    default_test = {u.speaker for u in select_utterances(scan.utterances, "test")}
-    seeded_test = {u.speaker for u in select_utterances(scan.utterances, "test", training_split_config(recorded))}
+    default_test = {u.speaker for u in model_splits({}, scan.utterances).select(scan.utterances, "test")}
+    seeded_test = {u.speaker for u in model_splits(recorded, scan.utterances).select(scan.utterances, "test")}
     assert default_test != seeded_test
 
 
@@ -82,6 +95,35 @@ def test_evaluate_reports_per_corpus_and_overall_with_json_and_plots(corpora, ti
     assert "overall" in result.output and "UAR" in result.output
     pngs = {p.name for p in (tmp_path / "plots").glob("*.png")}
     assert {"class_distribution.png", "logmel_examples.png", "learning_curves.png", "confusion_overall.png"} <= pngs
+
+
+def test_evaluate_test_split_is_the_bundles_recorded_held_out_groups(corpora, tiny_bundle, recorded_bundle, tmp_path, local_ray):
+    def evaluate(bundle: Path) -> tuple[dict, str]:
+        out = tmp_path / f"{bundle.parent.name}.json"
+        result = CliRunner().invoke(main, ["evaluate", "--model", str(bundle), "--corpus", f"ravdess={corpora['ravdess']}",
+                                           "--corpus", f"manifest={corpora['manifest']}", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text()), result.output
+
+    report, output = evaluate(recorded_bundle)
+    assert report["split_recorded_in_bundle"] and report["reports"]["ravdess"]["n"] == 21  # actors 05 06 07, 7 clips each
+    assert report["excluded_corpora_not_trained_on"] == {"manifest": 3} and "manifest" not in report["reports"]
+    assert "speaker-disjoint" in output and "not trained on" in output
+    report, output = evaluate(tiny_bundle)  # records no held-out groups: recomputed, and said so
+    assert not report["split_recorded_in_bundle"] and report["reports"]["ravdess"]["n"] == 14
+    assert "speaker-disjoint" not in output and "NOT guaranteed" in output
+
+
+def test_evaluate_and_predict_refuse_a_bundle_that_fails_its_checks(corpora, tiny_bundle, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in tiny_bundle.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    (broken / "model.keras").write_bytes(b"not a model")
+    clip = write_speech(tmp_path / "clip.wav", seconds=1.0)
+    for args in (["predict", str(clip)], ["evaluate", "--corpus", f"ravdess={corpora['ravdess']}"]):
+        result = CliRunner().invoke(main, [args[0], "--model", str(broken), *args[1:]])
+        assert result.exit_code == 1 and "model refused" in result.output and "does not match the hash" in result.output
 
 
 def test_predict_prints_one_json_line_per_file_with_windows_for_long_files(tiny_bundle, tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from click.testing import CliRunner
 from jobs.extract import scan_all
 from jobs.make_archive import RATE, SYNTHETIC_NOTICE
 from jobs.make_archive import cli as archive_cli
-from ser_core.splits import assign_splits
+from ser_core.splits import HeldOutGroups, assign_splits
 from tests.audio_factory import write_speech
 
 EMOTION_CODES = ("01", "03", "04", "05", "06", "07", "08")  # RAVDESS: neutral happy sad angry fear disgust surprise
@@ -87,6 +89,21 @@ def test_corpus_archive_uses_every_utterance_of_the_split_once(tmp_path):
     assert customer.groupby("call_id")["speaker"].nunique().eq(1).all()  # one customer per call
     check_calls(tmp_path / "archive", truth, channels=2)
     assert "ravdess=" in (tmp_path / "archive" / "README.txt").read_text()
+
+
+def test_the_test_split_is_the_models_recorded_held_out_speakers_whatever_is_scanned(tmp_path):
+    corpus = fake_ravdess(tmp_path / "ravdess", range(1, 7))  # a subset: a fresh split of it would hold out actors 02 03
+    model = tmp_path / "model"
+    model.mkdir()
+    rows = [("ravdess", f"ravdess/actor{a:02d}", "test" if a in (1, 4) else "train") for a in range(1, 25)]
+    (model / "bundle.json").write_text(json.dumps({"held_out_groups": HeldOutGroups.from_rows(rows).to_dict()}))
+    output, truth = make(tmp_path / "archive", "--corpus", f"ravdess={corpus}", "--model", str(model), "--customer-turns", "3")
+    assert set(truth["speaker"]) == {"ravdess/actor01", "ravdess/actor04"} and "WARNING" not in output
+
+    (model / "bundle.json").write_text(json.dumps({"features": {"split_config": {"validation": 0.15, "test": 0.15, "seed": 0}}}))
+    output, truth = make(tmp_path / "older", "--corpus", f"ravdess={corpus}", "--model", str(model), "--customer-turns", "3")
+    assert set(truth["speaker"]) == {"ravdess/actor02", "ravdess/actor03"}  # recomputed from the files given...
+    assert "NOT guaranteed" in output and "NOT guaranteed" in (tmp_path / "older" / "README.txt").read_text()  # ...and said so
 
 
 @pytest.mark.corpora

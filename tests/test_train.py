@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
+import click
 import numpy as np
+import pandas as pd
 import pytest
 
 from jobs.extract import ExtractJobConfig, run_extract
-from jobs.train import BEST_WEIGHTS, TrainJobConfig, materialise, publish_folder, run_train, split_datasets
+from jobs.train import BEST_WEIGHTS, TrainJobConfig, materialise, run_train, split_datasets
 from ser_core.features import FeatureSpec
 from ser_core.featurize import ExtractConfig
+from ser_core.splits import SplitConfig
 from ser_core.model import ModelConfig, TrainConfig, build_model, load_bundle
 from tests.audio_factory import write_speech
 
@@ -29,15 +33,18 @@ def write_fake_ravdess(folder: Path, actors: range = range(1, 9), seconds: float
     return folder
 
 
+def extract_tiny(corpus: Path, out: Path, splits: SplitConfig = SplitConfig()) -> str:
+    config = ExtractJobConfig(corpora=(("ravdess", str(corpus)),), out=str(out), extract=ExtractConfig(augment_copies=1),
+                              splits=splits, progress=False)
+    run_extract(config)
+    return str(out)
+
+
 @pytest.fixture(scope="module")
 def tiny_features(tmp_path_factory, local_ray) -> str:
     """Features of 8 fake actors (2 train, 1 validation, 1 test per gender), one augmented copy per training file."""
     root = tmp_path_factory.mktemp("tiny")
-    corpus = write_fake_ravdess(root / "ravdess")
-    out = str(root / "features")
-    config = ExtractJobConfig(corpora=(("ravdess", str(corpus)),), out=out, extract=ExtractConfig(augment_copies=1), progress=False)
-    run_extract(config)
-    return out
+    return extract_tiny(write_fake_ravdess(root / "ravdess"), root / "features")
 
 
 def tiny_config(features: str, out: Path, **changes) -> TrainJobConfig:
@@ -61,6 +68,11 @@ def test_two_workers_write_checkpoints_and_the_bundle_reloads_to_the_same_predic
     bundle_info = json.loads((out / "bundle.json").read_text())
     assert set(bundle_info["metrics"]) == {"validation", "test"}
     assert bundle_info["data_summary"]["train"]["utterances"] == 28
+    manifest = pd.read_parquet(Path(tiny_features) / "manifest.parquet")
+    for split in ("validation", "test"):
+        assert bundle_info["held_out_groups"][split] == {"ravdess": sorted(set(manifest[manifest["split"] == split]["split_group"]))}
+    assert set(bundle_info["files"]) == {"model.keras", "MODEL_CARD.md", "figures/learning_curves.png",
+                                         "figures/confusion_validation.png", "figures/confusion_test.png"}
     assert (out / "MODEL_CARD.md").read_text().startswith("# Model card")
     assert {p.name for p in (out / "figures").glob("*.png")} == {"learning_curves.png", "confusion_validation.png", "confusion_test.png"}
 
@@ -91,14 +103,16 @@ def test_a_crashed_worker_resumes_from_the_last_checkpoint(tiny_features, tmp_pa
     assert os.path.exists(out / "model.keras")
 
 
-def test_a_bundle_is_published_file_by_file_to_s3(tmp_path, s3_bucket):
-    import s3fs
+@pytest.mark.slow
+def test_resume_continues_the_same_features_and_refuses_others(tiny_features, tmp_path):
+    out = tmp_path / "bundle"
+    one_epoch = tiny_config(tiny_features, out)
+    run_train(dataclasses.replace(one_epoch, train=dataclasses.replace(one_epoch.train, epochs=1)))
 
-    local = tmp_path / "bundle"
-    (local / "figures").mkdir(parents=True)
-    (local / "bundle.json").write_text("{}")
-    (local / "figures" / "learning_curves.png").write_bytes(b"png")
-    publish_folder(str(local), f"{s3_bucket}/models/m1")
-    fs = s3fs.S3FileSystem()
-    found = sorted(p.split("/models/m1/", 1)[1] for p in fs.find(f"{s3_bucket}/models/m1"))
-    assert found == ["bundle.json", "figures/learning_curves.png"]
+    resplit = extract_tiny(Path(tiny_features).parent / "ravdess", tmp_path / "resplit", SplitConfig(seed=1))
+    with pytest.raises(click.ClickException, match="differ from its checkpoints' in split_config, shards"):
+        run_train(tiny_config(resplit, out, resume=True))
+    with pytest.raises(click.ClickException, match="no record"):
+        run_train(tiny_config(tiny_features, tmp_path / "never-trained", resume=True))
+    info = run_train(tiny_config(tiny_features, out, resume=True))
+    assert info["training"]["restored_from_epoch"] == 1 and [h["epoch"] for h in info["training"]["history"]] == [0, 1]

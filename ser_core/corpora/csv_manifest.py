@@ -1,6 +1,9 @@
 """Users' own labelled data: a CSV with ``path,emotion,speaker`` and optional ``corpus,gender,text``.
 
-Relative paths are resolved against the CSV's folder. Emotions may use common spellings (``fearful``,
+Relative paths are resolved against the CSV's folder, and by default a row must stay inside it: an absolute
+path, a URL (``s3://``, ``http://``, any fsspec protocol) or a path that climbs out with ``..`` becomes a reject
+with its reason, so a manifest cannot make a job read files its author chose elsewhere. ``allow_outside_root``
+lifts that for manifests the user trusts. Emotions may use common spellings (``fearful``,
 ``surprised``, ``ps``, ``anger``, ...); labels outside the canonical set become rejects with a reason.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 
 import pandas as pd
 
@@ -38,14 +42,26 @@ def canonical_emotion(label: str) -> str | None:
     return key if key in EMOTIONS else None
 
 
+def outside_root(path: str) -> str | None:
+    """Why a row's ``path`` leaves the manifest's folder (``None`` when it stays inside)."""
+    posix = path.replace("\\", "/")
+    if re.match(r"^[A-Za-z]:", posix) or posixpath.isabs(posix):
+        return "an absolute path"
+    if "::" in posix or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", posix):
+        return "a URL"
+    if posixpath.normpath(posix).split("/")[0] == "..":
+        return "a path that climbs out with '..'"
+    return None
+
+
 def _resolve(path: str, base: str) -> str:
     if storage.is_remote(path) or posixpath.isabs(path):
         return path
     return storage.join(base, path)
 
 
-def scan(csv_uri: str) -> CorpusScan:
-    """Rows of the CSV manifest at ``csv_uri``."""
+def scan(csv_uri: str, allow_outside_root: bool = False) -> CorpusScan:
+    """Rows of the CSV manifest at ``csv_uri``; rows outside its folder are rejected unless ``allow_outside_root``."""
     table = pd.read_csv(io.BytesIO(storage.read_bytes(csv_uri)), dtype=str, keep_default_na=False)
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
@@ -53,8 +69,13 @@ def scan(csv_uri: str) -> CorpusScan:
     base = posixpath.dirname(csv_uri) if storage.is_remote(csv_uri) else os.path.dirname(os.path.abspath(csv_uri))
     scan_result = CorpusScan()
     for row in table.to_dict("records"):
-        uri = _resolve(row["path"], base)
         corpus = row.get("corpus") or CORPUS
+        outside = None if allow_outside_root else outside_root(row["path"])
+        if outside:
+            reason = f"path is {outside}, outside the manifest's folder (allowed only with allow_outside_root)"
+            scan_result.rejected.append(Rejected(uri=row["path"], corpus=corpus, stage="manifest", reason=reason))
+            continue
+        uri = _resolve(row["path"], base)
         emotion = canonical_emotion(row["emotion"])
         if emotion is None:
             scan_result.rejected.append(

@@ -1,0 +1,344 @@
+"""Model bundles: publishing, verifying and loading, all here.
+
+A bundle is a folder, local or ``s3://``::
+
+    bundle.json    the manifest, written last: model kind, labels, feature spec and version, normalisation,
+                   held-out split groups, data summary, metrics, provenance, and ``files``: the sha256 and size
+                   of every other file of the bundle
+    model.keras    the model ("cnn" kind): a Keras v3 zip of config.json, model.weights.h5 and metadata.json
+    MODEL_CARD.md  a short human-readable card
+    figures/       PNGs
+
+Publishing (:func:`publish_bundle`) writes every other file first and ``bundle.json`` last, each atomically,
+so a reader finds the old manifest or the new one. Loading reads the manifest, then the files it names, and
+refuses any file whose hash differs: a reader that meets a half-published bundle (a new model under the old
+manifest) gets a :class:`BundleError`, never a mix of two bundles.
+
+Bundles are untrusted input (they come from ``s3://`` and are shipped to every scoring actor): a model file
+must be a zip with exactly the expected members, and every class its config names must be on an allow-list
+of the built-in layers the project uses and its two registered layers, all checked before Keras sees the
+file. A legacy HDF5 file, a ``Lambda`` layer or any other class is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ser_core import storage
+from ser_core.features import FeatureSpec
+from ser_core.labels import EMOTIONS
+from ser_core.manifest import Utterance
+from ser_core.model import _keras, custom_layers
+from ser_core.splits import HeldOutGroups, ModelSplits, SplitConfig
+
+BUNDLE_FILE = "bundle.json"
+MODEL_FILE = "model.keras"
+CARD_FILE = "MODEL_CARD.md"
+BUNDLED_MODEL_DIR = Path(__file__).with_name("bundled_model")
+DEFAULT_KIND = "cnn"
+
+KERAS_MEMBERS = frozenset({"config.json", "model.weights.h5", "metadata.json"})
+MAX_JSON_MEMBER = 16 * 2**20
+# Keras classes a model config may name, by the module Keras records for them.
+ALLOWED_CLASSES = {
+    "keras.layers": frozenset({
+        "InputLayer", "Conv1D", "Conv2D", "BatchNormalization", "Activation", "MaxPooling1D", "MaxPooling2D",
+        "Reshape", "Concatenate", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Dropout", "Dense",
+    }),
+    "keras.initializers": frozenset({"GlorotUniform", "Zeros", "Ones"}),
+    "keras.regularizers": frozenset({"L2"}),
+    "tf_keras.src.engine.functional": frozenset({"Functional"}),
+}
+REGISTERED_CLASSES = {"ser>SpecAugment": "SpecAugment", "ser>WindowMeanNorm": "WindowMeanNorm"}
+REGISTERED_MODULE = "ser_core.model"
+
+
+class BundleError(ValueError):
+    """A model bundle that is missing, malformed, torn, unsafe, or incompatible with this extractor."""
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model bundle. :meth:`predict` takes raw (un-normalised) windows."""
+
+    path: str
+    labels: tuple[str, ...]
+    spec: FeatureSpec
+    mean: np.ndarray
+    std: np.ndarray
+    model: object
+    info: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        """The model version written into every report row."""
+        return self.info["model_version"]
+
+    def normalise(self, windows: np.ndarray) -> np.ndarray:
+        return ((windows - self.mean) / self.std).astype(np.float32)
+
+    def predict(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, shape ``(n, len(labels))``, for raw windows of shape ``(n, *spec.window_shape)``."""
+        if windows.shape[1:] != self.spec.window_shape:
+            raise BundleError(f"windows of shape {windows.shape[1:]} do not match the model's {self.spec.window_shape}")
+        if len(windows) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        x = self.normalise(windows)
+        outputs = [self.model(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(outputs).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ the cnn model kind
+
+
+def _check_class(node: dict) -> None:
+    module, name, registered = node.get("module"), node["class_name"], node.get("registered_name")
+    if registered in REGISTERED_CLASSES and (module, name) == (REGISTERED_MODULE, REGISTERED_CLASSES[registered]):
+        return
+    if name in ALLOWED_CLASSES.get(module, ()) and registered in (None, name):
+        return
+    raise BundleError(f"{MODEL_FILE}: class {name!r} (module {module!r}, registered as {registered!r}) is not allowed in a model")
+
+
+def _check_config(node: object) -> None:
+    """Refuse any object in a Keras config whose class is not on the allow-list (``Lambda`` included)."""
+    if isinstance(node, dict):
+        if "class_name" in node:
+            _check_class(node)
+        for value in node.values():
+            _check_config(value)
+    elif isinstance(node, list):
+        for value in node:
+            _check_config(value)
+
+
+def check_keras_archive(data: bytes) -> None:
+    """Refuse, before Keras sees them, model bytes that are not a Keras v3 zip of known layers only."""
+    if not data.startswith(b"PK\x03\x04"):
+        kind = "a legacy HDF5 file" if data.startswith(b"\x89HDF") else "not a zip archive"
+        raise BundleError(f"{MODEL_FILE} is {kind}; only the Keras v3 zip format is accepted (it cannot run code)")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = {info.filename: info for info in archive.infolist()}
+            if len(members) != len(archive.infolist()) or set(members) != KERAS_MEMBERS:
+                raise BundleError(f"{MODEL_FILE} holds {sorted(members)}; expected exactly {sorted(KERAS_MEMBERS)}")
+            if any(members[name].file_size > MAX_JSON_MEMBER for name in ("config.json", "metadata.json")):
+                raise BundleError(f"{MODEL_FILE}: config.json or metadata.json is larger than {MAX_JSON_MEMBER} bytes")
+            config = json.loads(archive.read("config.json"))
+            json.loads(archive.read("metadata.json"))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{MODEL_FILE} is not a readable Keras archive: {err}") from None
+    _check_config(config)
+
+
+def load_cnn(files: dict[str, bytes]):
+    """The Keras CNN from a checked ``model.keras`` (Keras safe mode, the project's registered layers only)."""
+    data = files[MODEL_FILE]
+    check_keras_archive(data)
+    with tempfile.TemporaryDirectory(prefix="ser-model-") as folder:
+        path = Path(folder, MODEL_FILE)
+        path.write_bytes(data)
+        return _keras().models.load_model(path, custom_objects=custom_layers(), safe_mode=True, compile=False)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """How to load one kind of model: the bundle files it needs (besides ``bundle.json``) and the loader."""
+
+    files: tuple[str, ...]
+    load: Callable[[dict[str, bytes]], object]
+
+
+MODEL_KINDS: dict[str, ModelKind] = {"cnn": ModelKind(files=(MODEL_FILE,), load=load_cnn)}
+
+
+def model_kind(info: dict) -> tuple[str, ModelKind]:
+    """The bundle's model kind (``cnn`` when ``bundle.json`` names none) and how to load it."""
+    name = info.get("model_kind", DEFAULT_KIND)
+    if name not in MODEL_KINDS:
+        raise BundleError(f"unknown model kind {name!r}; this ser knows {', '.join(MODEL_KINDS)}")
+    return name, MODEL_KINDS[name]
+
+
+def model_version(kind: str, data: bytes) -> str:
+    """``ser-<kind>-`` plus a hash of the model file: identical weights, identical version."""
+    return f"ser-{kind}-{hashlib.sha256(data).hexdigest()[:12]}"
+
+
+# ------------------------------------------------------------------------------------------- publishing
+
+
+def stage_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, folder: str | Path, info: dict | None = None,
+                 card: str | None = None) -> Path:
+    """Write a CNN bundle into the local ``folder`` for :func:`publish_bundle` (its manifest has no hashes yet)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_FILE)
+    payload = {
+        **(info or {}),
+        "model_kind": DEFAULT_KIND,
+        "model_version": model_version(DEFAULT_KIND, (folder / MODEL_FILE).read_bytes()),
+        "labels": list(EMOTIONS),
+        "feature_version": spec.version,
+        "feature_spec": spec.to_dict(),
+        "normalisation": {"mean": np.asarray(mean, float).tolist(), "std": np.asarray(std, float).tolist()},
+    }
+    (folder / BUNDLE_FILE).write_text(json.dumps(payload, indent=2))
+    if card is not None:
+        (folder / CARD_FILE).write_text(card)
+    return folder
+
+
+def file_hashes(folder: str | Path) -> dict[str, dict]:
+    """``{relative path: {"sha256", "bytes"}}`` of every file under the local ``folder`` except ``bundle.json``."""
+    root = Path(folder)
+    return {
+        path.relative_to(root).as_posix(): {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.relative_to(root).as_posix() != BUNDLE_FILE
+    }
+
+
+def publish_bundle(local: str | Path, out: str) -> dict:
+    """Publish the staged bundle ``local`` to ``out`` (a folder or ``s3://`` prefix); returns its manifest.
+
+    Every file is written atomically; ``bundle.json``, carrying every other file's hash, goes last.
+    """
+    info = json.loads(Path(local, BUNDLE_FILE).read_text())
+    info["files"] = file_hashes(local)
+    for name in info["files"]:
+        storage.write_bytes_atomic(storage.join(out, *name.split("/")), Path(local, name).read_bytes())
+    storage.write_bytes_atomic(storage.join(out, BUNDLE_FILE), json.dumps(info, indent=2).encode())
+    return info
+
+
+def save_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, out: str | Path, info: dict | None = None,
+                card: str | None = None) -> str:
+    """Stage and publish a CNN bundle to ``out``; ``info`` (metrics, data summary, ...) is merged into ``bundle.json``."""
+    with tempfile.TemporaryDirectory(prefix="ser-bundle-") as folder:
+        stage_bundle(model, spec, mean, std, folder, info, card)
+        publish_bundle(folder, str(out))
+    return str(out)
+
+
+# -------------------------------------------------------------------------------------- reading, loading
+
+
+def _folder(uri: str | Path | None) -> str:
+    return str(uri) if uri is not None else str(BUNDLED_MODEL_DIR)
+
+
+def read_bundle_info(uri: str | Path | None = None) -> dict:
+    """The parsed ``bundle.json`` of a bundle (local or ``s3://``; default: the bundled model)."""
+    folder = _folder(uri)
+    path = storage.join(folder, BUNDLE_FILE)
+    if not storage.exists(path):
+        raise BundleError(f"{folder}: no {BUNDLE_FILE}; not a model bundle")
+    try:
+        info = json.loads(storage.read_bytes(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{folder}: {BUNDLE_FILE} is not JSON: {err}") from None
+    if not isinstance(info, dict):
+        raise BundleError(f"{folder}: {BUNDLE_FILE} is not a JSON object")
+    return info
+
+
+def read_bundle_files(uri: str | Path | None = None) -> dict[str, bytes]:
+    """``bundle.json`` and the model files it names, by name (local or ``s3://``; default: the bundled model).
+
+    Shipping these bytes lets a process anywhere (a Ray actor on another node) load the bundle with
+    :func:`load_bundle_files`, which verifies them.
+    """
+    folder = _folder(uri)
+    info = read_bundle_info(folder)
+    files = {BUNDLE_FILE: json.dumps(info).encode()}
+    for name in model_kind(info)[1].files:
+        path = storage.join(folder, name)
+        if not storage.exists(path):
+            raise BundleError(f"{folder}: {BUNDLE_FILE} needs {name}, which is missing")
+        files[name] = storage.read_bytes(path)
+    return files
+
+
+def verify_files(info: dict, files: dict[str, bytes], names: tuple[str, ...]) -> None:
+    """Refuse unless each of ``names`` is in ``files`` with the size and sha256 that ``bundle.json`` records."""
+    recorded = info.get("files")
+    if not isinstance(recorded, dict):
+        raise BundleError(f"{BUNDLE_FILE} records no file hashes (a bundle from before verified publishing); republish it")
+    for name in names:
+        expected, data = recorded.get(name), files.get(name)
+        if not isinstance(expected, dict) or data is None:
+            raise BundleError(f"{BUNDLE_FILE} records no hash for {name}, or {name} is missing")
+        if len(data) != expected.get("bytes") or hashlib.sha256(data).hexdigest() != expected.get("sha256"):
+            raise BundleError(f"{name} does not match the hash in {BUNDLE_FILE}: a torn or tampered bundle "
+                              "(published while being read, or altered); read it again once publishing has finished")
+
+
+def _spec(info: dict, expected_spec: FeatureSpec | None) -> FeatureSpec:
+    try:
+        spec = FeatureSpec.from_dict(info["feature_spec"])
+    except (KeyError, TypeError) as err:
+        raise BundleError(f"{BUNDLE_FILE}: no usable feature_spec ({err})") from None
+    if spec.version != info.get("feature_version"):
+        raise BundleError(f"stored feature spec hashes to {spec.version}, bundle says {info.get('feature_version')}")
+    if expected_spec is not None and expected_spec.version != spec.version:
+        raise BundleError(f"model was trained on feature version {spec.version}, the extractor produces {expected_spec.version}")
+    return spec
+
+
+def load_bundle_files(files: dict[str, bytes], source: str, expected_spec: FeatureSpec | None = None) -> ModelBundle:
+    """Verify and load a bundle from :func:`read_bundle_files` output; ``source`` names where it came from.
+
+    Refuses, with :class:`BundleError`, files that differ from the manifest's hashes, a model that is not in
+    its kind's safe format, and a feature version that differs from ``expected_spec``'s or from the version
+    the stored spec hashes to.
+    """
+    try:
+        info = json.loads(files[BUNDLE_FILE])
+        kind_name, kind = model_kind(info)
+        verify_files(info, files, kind.files)
+        spec = _spec(info, expected_spec)
+        if info.get("model_version") != model_version(kind_name, files[kind.files[0]]):
+            raise BundleError(f"model_version {info.get('model_version')!r} is not the hash of {kind.files[0]}")
+        model = kind.load(files)
+        norm = info["normalisation"]
+        return ModelBundle(path=source, labels=tuple(info["labels"]), spec=spec, mean=np.asarray(norm["mean"], np.float32),
+                           std=np.asarray(norm["std"], np.float32), model=model, info=info)
+    except BundleError as err:
+        raise BundleError(f"{source}: {err}") from None
+    except (KeyError, TypeError, ValueError, OSError) as err:
+        raise BundleError(f"{source}: malformed bundle: {err}") from None
+
+
+def load_bundle(path: str | Path | None = None, expected_spec: FeatureSpec | None = None) -> ModelBundle:
+    """Read, verify and load a bundle (default: the one shipped in the package; ``s3://`` URIs too)."""
+    return load_bundle_files(read_bundle_files(path), _folder(path), expected_spec)
+
+
+# ------------------------------------------------------------------------------------ what a model held out
+
+
+def training_split_config(info: dict) -> SplitConfig:
+    """The split configuration the bundle's training features were made with (the default for older bundles)."""
+    recorded = (info.get("features") or {}).get("split_config")
+    return SplitConfig(**recorded) if recorded else SplitConfig()
+
+
+def held_out_groups(info: dict) -> HeldOutGroups | None:
+    """The validation and test groups recorded at training time, or ``None`` for a bundle that records none."""
+    recorded = info.get("held_out_groups")
+    return HeldOutGroups.from_dict(recorded) if recorded else None
+
+
+def model_splits(info: dict, utterances: list[Utterance]) -> ModelSplits:
+    """Each utterance's split with respect to the model of ``info``: recorded groups, else recomputed (and said so)."""
+    return ModelSplits.of(utterances, held_out_groups(info), training_split_config(info))
