@@ -154,7 +154,7 @@ def format_table(report: dict) -> str:
 @click.option("--corpus", "corpora", multiple=True, required=True, metavar="NAME=PATH",
               help="ravdess=DIR, tess=DIR, cremad=DIR or manifest=CSV; local or s3://. Repeatable.")
 @click.option("--split", type=click.Choice(["test", "all"]), default="test", show_default=True,
-              help="test: the speaker/word-disjoint test groups the bundle records; all: every utterance.")
+              help="test: the speaker/word-disjoint test groups the bundle records (older bundles: recomputed, not guaranteed); all: every utterance.")
 @click.option("--json", "json_out", default=None, help="Write the full report (confusion matrices included) here.")
 @click.option("--plots", default=None, help="Folder for PNG figures.")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")

@@ -135,9 +135,9 @@ def check_keras_archive(data: bytes) -> None:
                 raise BundleError(f"{MODEL_FILE}: config.json or metadata.json is larger than {MAX_JSON_MEMBER} bytes")
             config = json.loads(archive.read("config.json"))
             json.loads(archive.read("metadata.json"))
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{MODEL_FILE} is not a readable Keras archive: {err}") from None
-    _check_config(config)
+        _check_config(config)
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise BundleError(f"{MODEL_FILE} is not a readable Keras archive: {err!r}") from None
 
 
 def load_cnn(files: dict[str, bytes]):
@@ -222,12 +222,13 @@ def publish_bundle(local: str | Path, out: str) -> dict:
 
 
 def save_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, out: str | Path, info: dict | None = None,
-                card: str | None = None) -> str:
-    """Stage and publish a CNN bundle to ``out``; ``info`` (metrics, data summary, ...) is merged into ``bundle.json``."""
+                card: str | None = None) -> Path | str:
+    """Stage and publish a CNN bundle to ``out`` (returned: a ``Path`` when local); ``info`` (metrics, data summary, ...)
+    is merged into ``bundle.json``."""
     with tempfile.TemporaryDirectory(prefix="ser-bundle-") as folder:
         stage_bundle(model, spec, mean, std, folder, info, card)
         publish_bundle(folder, str(out))
-    return str(out)
+    return str(out) if storage.is_remote(str(out)) else Path(out)
 
 
 # -------------------------------------------------------------------------------------- reading, loading
