@@ -1,45 +1,90 @@
-"""``ser report``: what analysts see first, through DuckDB over the Parquet reports of ``ser score``.
+"""``ser report``: what analysts and supervisors see, through DuckDB over the Parquet reports of ``ser score``.
 
-The queries here are plain SQL over two views, ``calls`` and ``segments`` (see :func:`connect`), the same ones
-the README gives analysts to paste.
+The queries here are plain SQL over two views, ``calls`` and ``segments`` (see :func:`view_sql`), which the
+README, ``--json`` and the HTML page give with every table so that anyone can rerun them in DuckDB.
+
+The queue of a call is the name of the folder that holds its recording (``audio/<date>/<queue>/<call>.wav`` as
+``ser make-archive`` lays an archive out): the last folder of ``source_uri`` (of ``call_id`` when there is no
+``source_uri``), or ``(none)`` when that folder is a day folder (``YYYY-MM-DD``) or the file has no folder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 import duckdb
 import pandas as pd
 
-from jobs.score import parse_date_option
+from jobs import options
 from ser_core import storage
 from ser_core.labels import EMOTIONS
 
-CALL_COUNTS = """
+QUEUE = r"""coalesce(nullif(regexp_extract(replace(coalesce(source_uri, call_id), '\', '/'), '([^/]+)/[^/]+$', 1), ''), '(none)')"""
+QUEUE_COLUMN = rf"""CASE WHEN regexp_matches({QUEUE}, '^\d{{4}}-\d{{2}}-\d{{2}}$') THEN '(none)' ELSE {QUEUE} END AS queue"""
+
+QUERIES: dict[str, str] = {
+    "counts": """
 SELECT CAST(date AS VARCHAR) AS date,
        count(*) AS calls,
        count(*) FILTER (status = 'ok') AS scored,
        count(*) FILTER (status = 'error') AS failed,
        round(sum(duration_s) / 3600, 2) AS audio_hours
-FROM calls GROUP BY ALL ORDER BY date
-"""
-
-ERROR_REASONS = """
-SELECT error, count(*) AS calls FROM calls WHERE status = 'error' GROUP BY ALL ORDER BY calls DESC, error LIMIT 10
-"""
-
-EMOTIONS_BY_ROLE = """
+FROM calls GROUP BY ALL ORDER BY date""",
+    "queues": """
+SELECT CAST(date AS VARCHAR) AS date, queue,
+       count(*) AS calls,
+       count(*) FILTER (status = 'error') AS failed,
+       round(sum(duration_s) / 3600, 2) AS audio_hours
+FROM calls GROUP BY ALL ORDER BY date, queue""",
+    "errors": """
+SELECT error, count(*) AS calls FROM calls WHERE status = 'error' GROUP BY ALL ORDER BY calls DESC, error LIMIT 10""",
+    "emotions": """
 PIVOT (SELECT speaker_role, emotion, round(count(*) * 100.0 / sum(count(*)) OVER (PARTITION BY speaker_role), 1) AS pct
        FROM segments GROUP BY speaker_role, emotion)
-ON emotion IN ({emotions}) USING coalesce(first(pct), 0) GROUP BY speaker_role ORDER BY speaker_role
-""".format(emotions=", ".join(f"'{e}'" for e in EMOTIONS))
-
-MOST_ESCALATED = """
-SELECT call_id, round(customer_negative_first, 2) AS negative_first, round(customer_negative_last, 2) AS negative_last,
+ON emotion IN ({emotions}) USING coalesce(first(pct), 0) GROUP BY speaker_role ORDER BY speaker_role""".format(
+        emotions=", ".join(f"'{e}'" for e in EMOTIONS)),
+    "emotions_by_date": """
+SELECT CAST(date AS VARCHAR) AS date, speaker_role, emotion,
+       round(count(*) * 100.0 / sum(count(*)) OVER (PARTITION BY date, speaker_role), 1) AS pct
+FROM segments GROUP BY date, speaker_role, emotion ORDER BY date, speaker_role, emotion""",
+    "escalated": """
+SELECT call_id, CAST(date AS VARCHAR) AS date, queue,
+       round(customer_negative_first, 2) AS negative_first, round(customer_negative_last, 2) AS negative_last,
        customer_dominant_emotion, round(duration_s / 60, 1) AS minutes
-FROM calls WHERE escalated ORDER BY customer_escalation DESC, call_id LIMIT {top}
-"""
+FROM calls WHERE escalated ORDER BY customer_escalation DESC, call_id LIMIT {top}""",
+    "timelines": """
+SELECT call_id, speaker_role, start_s, valence, arousal, emotion
+FROM segments WHERE call_id IN (SELECT call_id FROM calls WHERE escalated ORDER BY customer_escalation DESC, call_id LIMIT {top})
+ORDER BY call_id, speaker_role, start_s""",
+}
+
+TITLES = {
+    "counts": "Calls per date",
+    "queues": "Calls and hours per date and queue",
+    "errors": "Failures by reason",
+    "emotions": "Emotions per speaker role (% of scored segments)",
+    "emotions_by_date": "Emotion mix per speaker role and date (% of that day's scored segments)",
+    "escalated": "Most escalated calls, worst first (customer negative share, first vs last third)",
+    "timelines": "Valence and arousal over each escalated call, per window",
+}
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a SQL string literal (single quotes doubled), safe to paste into a statement."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_sql(reports: str, date: str | None = None) -> dict[str, str]:
+    """``CREATE VIEW`` statements for ``calls`` (with its ``queue``) and ``segments`` over ``reports``, one date or all."""
+    partition = f"date={date}" if date else "date=*"
+    source = {table: sql_literal(storage.join(reports, table, partition, "*.parquet")) for table in ("calls", "segments")}
+    return {
+        "calls": f"CREATE VIEW calls AS SELECT *, {QUEUE_COLUMN} FROM read_parquet({source['calls']}, hive_partitioning = true)",
+        "segments": f"CREATE VIEW segments AS SELECT * FROM read_parquet({source['segments']}, hive_partitioning = true)",
+    }
 
 
 def connect(reports: str, date: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -53,53 +98,83 @@ def connect(reports: str, date: str | None = None) -> duckdb.DuckDBPyConnection:
         fs, _ = storage.filesystem(reports)
         con.register_filesystem(fs)
     partition = f"date={date}" if date else "date=*"
-    for table in ("calls", "segments"):
+    for table, statement in view_sql(reports, date).items():
         pattern = storage.join(reports, table, partition, "*.parquet")
         fs, path = storage.filesystem(pattern)
         fs.invalidate_cache()
         if not fs.glob(path):
             raise FileNotFoundError(f"no {table} reports matching {pattern}")
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)")
+        con.execute(statement)
     return con
 
 
 @dataclass
 class Report:
-    """The tables ``ser report`` prints."""
+    """The tables of ``ser report`` (one per entry of :data:`QUERIES`) and the SQL that made each."""
 
-    counts: pd.DataFrame
-    errors: pd.DataFrame
-    emotions: pd.DataFrame
-    escalated: pd.DataFrame
+    reports: str
+    date: str | None
+    tables: dict[str, pd.DataFrame]
+    sql: dict[str, str] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, int]:
+        """Calls, scored and failed over the whole selection."""
+        return {k: int(self.tables["counts"][k].sum()) for k in ("calls", "scored", "failed")}
 
 
 def build_report(reports: str, date: str | None = None, top: int = 10) -> Report:
-    """Run the report queries over ``reports``."""
+    """Run every query of :data:`QUERIES` over ``reports`` (``top`` escalated calls)."""
     con = connect(reports, date)
+    sql = {name: query.strip().replace("{top}", str(int(top))) for name, query in QUERIES.items()}
+    tables = {name: con.sql(statement).to_arrow_table().to_pandas() for name, statement in sql.items()}
+    return Report(reports, date, tables, {**{f"view {k}": v for k, v in view_sql(reports, date).items()}, **sql})
 
-    def frame(sql: str) -> pd.DataFrame:
-        return con.sql(sql).to_arrow_table().to_pandas()
 
-    return Report(frame(CALL_COUNTS), frame(ERROR_REASONS), frame(EMOTIONS_BY_ROLE), frame(MOST_ESCALATED.format(top=int(top))))
+def report_json(report: Report) -> dict:
+    """Every figure of the report as plain JSON: totals, one list of rows per table, and the SQL of each."""
+    return {
+        "reports": report.reports,
+        "date": report.date,
+        "totals": report.totals(),
+        "tables": {name: json.loads(frame.to_json(orient="records")) for name, frame in report.tables.items()},
+        "sql": report.sql,
+    }
 
 
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_string(index=False, na_rep="-") if len(frame) else "  (none)"
 
 
+def summary_line(report: Report) -> str:
+    """``REPORTS (date=...): N calls, N scored, N failed``."""
+    totals = report.totals()
+    where = f"{report.reports}{f' (date={report.date})' if report.date else ''}"
+    return f"{where}: {totals['calls']} calls, {totals['scored']} scored, {totals['failed']} failed"
+
+
+PRINTED = ("counts", "queues", "errors", "emotions", "escalated")
+
+
 @click.command("report")
-@click.option("--reports", required=True, help="The --out of ser score: a folder or s3:// prefix.")
-@click.option("--date", callback=parse_date_option, default=None, metavar="YYYY-MM-DD", help="Only this date partition [default: all].")
+@click.option("--reports", required=True, metavar="DIR_OR_S3", help="The --out of ser score: a folder or s3:// prefix.")
+@options.date("Only this date partition [default: all].")
 @click.option("--top", default=10, show_default=True, help="How many of the most escalated calls to list.")
-def cli(reports, date, top) -> None:
-    """Summarise scored calls: counts, failures, emotions per speaker role, most escalated calls."""
-    try:
-        report = build_report(reports, date, top)
-    except FileNotFoundError as err:
-        raise click.ClickException(str(err)) from None
-    totals = report.counts[["calls", "scored", "failed"]].sum()
-    click.echo(f"{reports}{f' (date={date})' if date else ''}: {totals['calls']} calls, {totals['scored']} scored, {totals['failed']} failed")
-    click.echo("\nCalls per date\n" + _table(report.counts))
-    click.echo("\nFailures by reason\n" + _table(report.errors))
-    click.echo("\nEmotions per speaker role (% of scored segments)\n" + _table(report.emotions))
-    click.echo("\nMost escalated calls (customer negative share, first vs last third)\n" + _table(report.escalated))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              metavar="PAGE", help="Also write the report as one self-contained HTML page (charts inline, no external URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as one JSON object instead of tables.")
+def cli(reports, date, top, html_path, as_json) -> None:
+    """Summarise scored calls: counts per date and queue, failures, emotions per speaker role, most escalated calls."""
+    report = build_report(reports, date, top)
+    if html_path is not None:
+        from jobs.report_html import render_page
+
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render_page(report), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(report_json(report), indent=1))
+        return
+    click.echo(summary_line(report))
+    for name in PRINTED:
+        click.echo(f"\n{TITLES[name]}\n{_table(report.tables[name])}")
+    if html_path is not None:
+        click.echo(f"\nHTML report: {html_path}")

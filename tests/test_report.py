@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from jobs.cli import main
 from jobs.report import build_report
-from jobs.report import cli as report_cli
 from jobs.score import PartWriter
 from ser_core.calls import CallResult, ScoringConfig
 from ser_core.labels import EMOTIONS
+from ser_core.report_store import Lease, ReportStore
 
 NEGATIVE, CALM = "angry", "neutral"
 
@@ -37,16 +41,19 @@ CALLS = {
         stereo_call("d2/very-escalating", ["neutral"] * 2, [CALM] * 3 + [NEGATIVE] * 6),
         CallResult("d2/broken", "/archive/d2/broken.wav", "error", "empty file (0 bytes)"),
         CallResult("d2/notes", "/archive/d2/notes.wav", "error", "not decodable audio (Format not recognised.)"),
+        CallResult("2026-11-24/loose", "/archive/2026-11-24/loose.wav", "error", "empty file (0 bytes)"),  # no queue folder
     ],
 }
 
 
-def write_reports(out: str) -> None:
-    for date, results in CALLS.items():
-        writer = PartWriter(out, date, f"run-{date}", "ser-cnn-test", ScoringConfig(), previous={}, calls_per_part=2)
-        for result in results:
-            writer.add(result)
-        writer.flush()
+def write_reports(out: str, calls: dict[str, list[CallResult]] = CALLS) -> None:
+    """Commit ``calls`` (per date) to a report store at ``out`` as ``ser score`` does, two calls per part."""
+    for date, results in calls.items():
+        with Lease(out, f"run-{date}") as lease:
+            writer = PartWriter(ReportStore(out, lease), date, f"run-{date}", "ser-cnn-test", ScoringConfig(), calls_per_part=2)
+            for result in results:
+                writer.add(result)
+            writer.flush()
 
 
 def expected_shares(role_channel: int) -> pd.Series:
@@ -57,12 +64,13 @@ def expected_shares(role_channel: int) -> pd.Series:
 
 def check(report, dates=tuple(CALLS)) -> None:
     results = [r for date in dates for r in CALLS[date]]
-    counts = report.counts.set_index("date")
+    counts = report.tables["counts"].set_index("date")
     assert list(counts.index) == list(dates)
     assert counts["calls"].sum() == len(results)
     assert counts["failed"].sum() == sum(r.status == "error" for r in results)
     reasons = pd.Series([r.error for r in results if r.error]).value_counts()
-    assert dict(zip(report.errors["error"], report.errors["calls"])) == reasons.to_dict()
+    errors = report.tables["errors"]
+    assert dict(zip(errors["error"], errors["calls"])) == reasons.to_dict()
 
 
 def test_report_counts_emotions_and_escalations(tmp_path):
@@ -70,16 +78,17 @@ def test_report_counts_emotions_and_escalations(tmp_path):
     write_reports(out)
     report = build_report(out)
     check(report)
-    emotions = report.emotions.set_index("speaker_role")
+    emotions = report.tables["emotions"].set_index("speaker_role")
     for role, channel in (("agent", 0), ("customer", 1)):
         expected = expected_shares(channel).reindex(list(EMOTIONS), fill_value=0.0)
         assert emotions.loc[role, list(EMOTIONS)].astype(float).tolist() == pytest.approx(expected.tolist())
-    assert list(report.escalated["call_id"]) == ["d2/very-escalating", "d1/escalating"]  # largest rise first, calm call absent
-    assert report.escalated["negative_last"].iloc[0] == 1.0
+    escalated = report.tables["escalated"]
+    assert list(escalated["call_id"]) == ["d2/very-escalating", "d1/escalating"]  # largest rise first, calm call absent
+    assert escalated["negative_last"].iloc[0] == 1.0
 
     only = build_report(out, date="2026-11-24")
     check(only, dates=("2026-11-24",))
-    assert list(only.escalated["call_id"]) == ["d2/very-escalating"]
+    assert list(only.tables["escalated"]["call_id"]) == ["d2/very-escalating"]
 
 
 def test_report_cli_prints_the_summary_and_refuses_missing_reports(tmp_path):
@@ -87,14 +96,14 @@ def test_report_cli_prints_the_summary_and_refuses_missing_reports(tmp_path):
     write_reports(out)
     results = [r for calls in CALLS.values() for r in calls]
     failed = sum(r.status == "error" for r in results)
-    printed = CliRunner().invoke(report_cli, ["--reports", out, "--top", "1"])
+    printed = CliRunner().invoke(main, ["report", "--reports", out, "--top", "1"])
     assert printed.exit_code == 0, printed.output
     assert f"{len(results)} calls, {len(results) - failed} scored, {failed} failed" in printed.output
     escalated = printed.output.split("Most escalated calls")[1]
     assert "d2/very-escalating" in escalated and "d1/escalating" not in escalated  # --top 1
-    missing = CliRunner().invoke(report_cli, ["--reports", out, "--date", "2020-01-01"])
+    missing = CliRunner().invoke(main, ["report", "--reports", out, "--date", "2020-01-01"])
     assert missing.exit_code != 0 and "no calls reports" in missing.output
-    bad_date = CliRunner().invoke(report_cli, ["--reports", out, "--date", "yesterday"])
+    bad_date = CliRunner().invoke(main, ["report", "--reports", out, "--date", "yesterday"])
     assert bad_date.exit_code != 0 and "YYYY-MM-DD" in bad_date.output
 
 
@@ -102,3 +111,40 @@ def test_report_reads_s3(s3_bucket):
     out = f"{s3_bucket}/reports"
     write_reports(out)
     check(build_report(out))
+
+
+def test_calls_per_date_and_queue_take_the_queue_from_the_recordings_folder(tmp_path):
+    out = str(tmp_path / "reports")
+    write_reports(out)
+    queues = build_report(out).tables["queues"]
+    got = {(row.date, row.queue): row.calls for row in queues.itertuples()}
+    assert got == {("2026-11-23", "d1"): 3, ("2026-11-24", "d2"): 3, ("2026-11-24", "(none)"): 1}
+    assert queues["failed"].sum() == sum(r.status == "error" for calls in CALLS.values() for r in calls)
+
+
+def test_a_reports_path_with_quotes_is_quoted_not_pasted_into_sql(tmp_path):
+    out = str(tmp_path / "it's the reports'); DROP VIEW calls; --")
+    write_reports(out)
+    check(build_report(out))
+
+
+def test_report_json_gives_the_same_figures_and_their_sql(tmp_path):
+    out = str(tmp_path / "reports")
+    write_reports(out)
+    printed = CliRunner().invoke(main, ["report", "--reports", out, "--json"])
+    assert printed.exit_code == 0, printed.output
+    figures = json.loads(printed.output)
+    results = [r for calls in CALLS.values() for r in calls]
+    assert figures["totals"] == {"calls": len(results), "scored": sum(r.status == "ok" for r in results),
+                                 "failed": sum(r.status == "error" for r in results)}
+    assert [row["call_id"] for row in figures["tables"]["escalated"]] == ["d2/very-escalating", "d1/escalating"]
+    timelines = pd.DataFrame(figures["tables"]["timelines"])
+    assert set(timelines["call_id"]) == {"d2/very-escalating", "d1/escalating"}
+    assert set(timelines["speaker_role"]) == {"agent", "customer"}
+    assert timelines[["valence", "arousal"]].notna().all().all()
+    assert set(figures["sql"]) >= {"view calls", "view segments", *figures["tables"]}
+    con = duckdb.connect()  # the SQL given reproduces the table
+    for statement in (figures["sql"]["view calls"], figures["sql"]["view segments"]):
+        con.execute(statement)
+    rerun = con.sql(figures["sql"]["queues"]).df()
+    assert json.loads(rerun.to_json(orient="records")) == figures["tables"]["queues"]

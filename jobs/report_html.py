@@ -1,0 +1,164 @@
+"""The ``ser report --html`` page: one self-contained HTML file for supervisors, mailable and readable offline.
+
+Charts are drawn with matplotlib and embedded as PNG data URIs; the style sheet is inline; the page references
+no URL at all. Every table comes with the SQL that reproduces it over the ``calls`` and ``segments`` views.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from jobs.report import TITLES, Report, summary_line
+from ser_core.labels import EMOTIONS
+
+DPI = 96
+ROLE_COLOURS = {"customer": "#c0392b", "agent": "#2471a3", "mono": "#7d3c98"}
+EMOTION_COLOURS = dict(zip(EMOTIONS, ("#8c8c8c", "#f1c40f", "#5dade2", "#e74c3c", "#8e44ad", "#27ae60", "#e67e22")))
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+h3 { font-size: 1em; margin: 1.2em 0 0.3em; }
+.summary { font-size: 1.15em; background: #f4f6f7; padding: 0.6em 1em; border-radius: 6px; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; } th { background: #f4f6f7; }
+td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; } details { margin: 0.3em 0 1em; } summary { cursor: pointer; color: #555; }
+pre { background: #f8f8f8; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+.none { color: #777; font-style: italic; }
+"""
+
+
+def figure_uri(fig: Figure) -> str:
+    """``fig`` as a PNG ``data:`` URI (no metadata, so nothing in it names a web address)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def chart(fig: Figure, alt: str) -> str:
+    """An ``<img class="chart">`` holding ``fig``."""
+    return f'<img class="chart" alt="{html.escape(alt)}" src="{figure_uri(fig)}">'
+
+
+def calls_chart(queues: pd.DataFrame) -> Figure:
+    """Calls per date, stacked by queue."""
+    fig = Figure(figsize=(9, 3.2))
+    ax = fig.subplots()
+    table = queues.pivot_table(index="date", columns="queue", values="calls", aggfunc="sum", fill_value=0)
+    bottom = np.zeros(len(table))
+    for queue in table.columns:
+        ax.bar(table.index, table[queue], bottom=bottom, label=queue)
+        bottom += table[queue].to_numpy()
+    ax.set_ylabel("calls")
+    ax.set_title("Calls per date and queue")
+    ax.legend(fontsize=8, ncols=min(len(table.columns), 6), loc="upper left")
+    return fig
+
+
+def emotion_mix_chart(mix: pd.DataFrame) -> Figure:
+    """Per speaker role, the share of each emotion in that day's scored windows, one stacked bar per date."""
+    roles = list(dict.fromkeys(mix["speaker_role"]))
+    fig = Figure(figsize=(9, 2.6 * len(roles)))
+    axes = np.atleast_1d(fig.subplots(len(roles), 1, sharex=True, squeeze=False)[:, 0])
+    for ax, role in zip(axes, roles):
+        table = mix[mix["speaker_role"] == role].pivot_table(index="date", columns="emotion", values="pct", fill_value=0)
+        bottom = np.zeros(len(table))
+        for emotion in [e for e in EMOTIONS if e in table.columns]:
+            ax.bar(table.index, table[emotion], bottom=bottom, color=EMOTION_COLOURS[emotion], label=emotion)
+            bottom += table[emotion].to_numpy()
+        ax.set_ylim(0, 100)
+        ax.set_ylabel(f"{role} %")
+    axes[0].set_title("Emotion mix per speaker role over time")
+    present = [e for e in EMOTIONS if e in set(mix["emotion"])]
+    handles = [Patch(color=EMOTION_COLOURS[e], label=e) for e in present]
+    fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def timeline_chart(windows: pd.DataFrame) -> Figure:
+    """Valence and arousal of each window over one call, customer and agent."""
+    fig = Figure(figsize=(9, 2.4))
+    axes = fig.subplots(1, 2, sharex=True)
+    for role, rows in windows.groupby("speaker_role"):
+        for ax, measure in zip(axes, ("valence", "arousal")):
+            ax.plot(rows["start_s"], rows[measure], marker=".", color=ROLE_COLOURS.get(str(role)), label=str(role))
+    for ax, measure in zip(axes, ("valence", "arousal")):
+        ax.set_ylim(-1.05, 1.05)
+        ax.axhline(0, color="#bbb", linewidth=0.8)
+        ax.set_title(measure, fontsize=9)
+        ax.set_xlabel("seconds into the call")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def errors_chart(errors: pd.DataFrame) -> Figure:
+    """Failed calls per reason, largest first."""
+    fig = Figure(figsize=(9, 0.5 + 0.35 * len(errors)))
+    ax = fig.subplots()
+    reasons = [reason if len(reason) <= 70 else reason[:67] + "..." for reason in errors["error"]]
+    ax.barh(reasons[::-1], errors["calls"][::-1], color="#c0392b")
+    ax.set_xlabel("calls")
+    return fig
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    """An escaped HTML table, or a note that there are no rows."""
+    if not len(frame):
+        return '<p class="none">none</p>'
+    return frame.to_html(index=False, na_rep="-", border=0, escape=True, float_format=lambda v: f"{v:g}")
+
+
+def sql_html(*statements: str) -> str:
+    """A collapsed block with the SQL that reproduces the table above it."""
+    return f"<details><summary>SQL</summary><pre>{html.escape(chr(10).join(statements))}</pre></details>"
+
+
+def section(report: Report, name: str, *body: str) -> str:
+    """``<h2>`` with the table's title, then ``body`` (charts), the table and its SQL."""
+    return "\n".join([f"<h2>{html.escape(TITLES[name])}</h2>", *body, table_html(report.tables[name]),
+                      sql_html(report.sql[name])])
+
+
+def render_page(report: Report) -> str:
+    """The whole page for ``report``, as one string."""
+    tables = report.tables
+    timelines = tables["timelines"]
+    escalated = [
+        f"<h3>{html.escape(call_id)}</h3>"
+        + chart(timeline_chart(timelines[timelines["call_id"] == call_id]), f"valence and arousal over {call_id}")
+        for call_id in tables["escalated"]["call_id"] if (timelines["call_id"] == call_id).any()
+    ]
+    views = sql_html(report.sql["view calls"], report.sql["view segments"])
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>ser call report{f' {report.date}' if report.date else ''}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Call emotion report</h1>",
+        f'<p class="summary">{html.escape(summary_line(report))}</p>',
+        f"<p>Generated {generated}. Every table can be reproduced in DuckDB: create the two views below, then run the "
+        f"table's SQL.</p>{views}",
+        section(report, "counts"),
+        section(report, "queues", chart(calls_chart(tables["queues"]), "calls per date and queue") if len(tables["queues"]) else ""),
+        section(report, "errors", chart(errors_chart(tables["errors"]), "failures by reason") if len(tables["errors"]) else ""),
+        section(report, "emotions"),
+        section(report, "emotions_by_date",
+                chart(emotion_mix_chart(tables["emotions_by_date"]), "emotion mix per role over time")
+                if len(tables["emotions_by_date"]) else ""),
+        section(report, "escalated"),
+        f"<h2>{html.escape(TITLES['timelines'])}</h2>",
+        "\n".join(escalated) or '<p class="none">no escalated calls</p>',
+        sql_html(report.sql["timelines"]),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
