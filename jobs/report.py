@@ -146,7 +146,7 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def summary_line(report: Report) -> str:
-    """``REPORTS (date=...): N calls, N scored, N failed``."""
+    """``REPORTS (date=...): N calls, N scored, N failed``: the report in one line."""
     totals = report.totals()
     where = f"{report.reports}{f' (date={report.date})' if report.date else ''}"
     return f"{where}: {totals['calls']} calls, {totals['scored']} scored, {totals['failed']} failed"
@@ -173,8 +173,8 @@ def cli(reports, date, top, html_path, as_json) -> None:
     if as_json:
         click.echo(json.dumps(report_json(report), indent=1))
         return
-    click.echo(summary_line(report))
     for name in PRINTED:
-        click.echo(f"\n{TITLES[name]}\n{_table(report.tables[name])}")
+        click.echo(f"{TITLES[name]}\n{_table(report.tables[name])}\n")
+    click.echo(summary_line(report) + f"; {len(report.tables['escalated'])} escalated calls listed")
     if html_path is not None:
-        click.echo(f"\nHTML report: {html_path}")
+        click.echo(f"HTML report: {html_path} (one self-contained page; open it in a browser)")
