@@ -10,6 +10,12 @@ speed
     Real-time factor per core = audio seconds / CPU seconds; "marginal" subtracts the tiny archive's CPU (Ray,
     TensorFlow and model start-up) to show the rate a long nightly run converges to.
 
+memory
+    Writes two 48 kHz stereo 16-bit WAV calls, one of ``--short-minutes`` (5) and one of ``--long-hours`` (3), turns
+    alternating between the channels with a -30 dB leak, and scores each alone in a fresh ``ser score`` process
+    (one worker), sampling resident memory as ``speed`` does. Flat means the long call's peak is within 10 % of
+    the short one's, for the scoring actor and for all processes together.
+
 accuracy
     Builds an archive from the ``test`` split of the given corpora (speakers the model did not train on), scores
     it, and labels each customer turn with the majority emotion of the customer segments overlapping it (turns
@@ -19,6 +25,7 @@ accuracy
 Usage::
 
     python bench/score.py speed [--hours 1] [--workers 1 --workers 2] [--corpus ravdess=PATH] [--model DIR]
+    python bench/score.py memory [--short-minutes 5] [--long-hours 3] [--model DIR]
     python bench/score.py accuracy --corpus ravdess=../shared/corpora/ravdess [--corpus tess=...] [--model DIR]
 """
 
@@ -29,6 +36,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -188,6 +196,46 @@ def summarise(runs: list[dict], hours: float) -> dict:
     return summary
 
 
+# ----------------------------------------------------------------------------------------------- memory
+
+
+def write_long_call(path: Path, seconds: float, rate: int = 48000, turn_s: float = 8.0, block_s: float = 60.0) -> float:
+    """A stereo call of ``seconds`` written block by block: voiced turns alternate between the channels (each
+    leaking 30 dB down into the other) over faint noise; returns its length in seconds."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    leak = 10 ** (-30 / 20)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    total = int(seconds * rate)
+    with sf.SoundFile(path, "w", rate, 2, "PCM_16") as out:
+        for start in range(0, total, int(block_s * rate)):
+            t = (start + np.arange(min(int(block_s * rate), total - start))) / rate
+            turn = (t // turn_s).astype(int) % 2
+            pitch = np.where(turn == 0, 120.0, 210.0) * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
+            voice = sum(np.sin(2 * np.pi * k * pitch * t) / k for k in range(1, 6))
+            voice *= np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 0.5 * (t % turn_s < 0.8 * turn_s) * 0.25
+            agent, customer = voice * (turn == 0), voice * (turn == 1)
+            noise = 1e-3 * rng.standard_normal((2, t.size))
+            out.write(np.stack([agent + leak * customer, customer + leak * agent], axis=1) + noise.T)
+    return total / rate
+
+
+def memory(args) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    runs = {}
+    for name, seconds in (("short", args.short_minutes * 60), ("long", args.long_hours * 3600)):
+        archive = work / name / "audio"
+        length = write_long_call(archive / f"c-{name}.wav", seconds)
+        result = measure(score_command(archive, work / f"out-{name}", 1, args.model))
+        runs[name] = {"audio_hours": round(length / 3600, 3), "file_mb": round((archive / f"c-{name}.wav").stat().st_size / 2**20), **result}
+        print(json.dumps(runs[name]), flush=True)
+    short, long = runs["short"], runs["long"]
+    ratios = {key: round(long[key] / short[key], 3) for key in ("peak_rss_scorer_actor_mb", "peak_rss_total_mb", "peak_rss_driver_mb")}
+    shutil.rmtree(work)  # gigabytes of audio
+    return {"runs": runs, "long_over_short": ratios, "flat_within_10_percent": all(r <= 1.10 for r in ratios.values())}
+
+
 # --------------------------------------------------------------------------------------------- accuracy
 
 
@@ -262,17 +310,19 @@ def accuracy(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["speed", "accuracy"])
+    parser.add_argument("mode", choices=["speed", "memory", "accuracy"])
     parser.add_argument("--corpus", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--model", default=None, help="Model bundle folder [default: the bundled model].")
     parser.add_argument("--hours", type=float, default=1.0, help="Speed: the smaller archive's hours (the larger has 4x).")
     parser.add_argument("--workers", type=int, action="append", default=None, help="Speed: worker counts [default: 1 and 2].")
+    parser.add_argument("--short-minutes", type=float, default=5.0, help="Memory: the short call's minutes.")
+    parser.add_argument("--long-hours", type=float, default=3.0, help="Memory: the long call's hours.")
     parser.add_argument("--out", default=None, help="Results JSON [default: bench/results/score_<mode>.json].")
     args = parser.parse_args()
     args.workers = args.workers or [1, 2]
     if args.mode == "accuracy" and not args.corpus:
         parser.error("accuracy needs --corpus (real labelled speech)")
-    result = speed(args) if args.mode == "speed" else accuracy(args)
+    result = {"speed": speed, "memory": memory, "accuracy": accuracy}[args.mode](args)
     result.update({
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}",

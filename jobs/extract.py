@@ -9,7 +9,10 @@ Output folder (local or ``s3://``)::
     OUT/metadata.json             feature spec and version, counts, timing
 
 Each shard's file names carry a hash of its contents and configuration; a rerun skips shards already
-written and removes shards that no longer belong to the plan.
+written and removes shards that no longer belong to the plan. A shard commits when its errors file exists (its
+features file is written first); each file is written atomically (a temporary name renamed locally, one PUT on
+S3). A rerun after a kill deletes the temporaries the kill left, rewrites uncommitted shards, and reads only
+``*.parquet`` files; one ``ser extract`` per OUT at a time.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ser_core.augment import AugmentPolicy
 from ser_core.corpora import parse_corpus_option, scan_corpus
 from ser_core.featurize import ExtractConfig, featurize_utterance, rows_to_table
 from ser_core.manifest import CorpusScan, Rejected, Utterance, rejected_to_frame, utterances_to_frame
-from ser_core.schema import ERRORS, MANIFEST
+from ser_core.schema import ERRORS, MANIFEST, features_schema
 from ser_core.splits import SplitConfig, assign_splits
 
 log = logging.getLogger(__name__)
@@ -118,6 +121,8 @@ def run_extract(config: ExtractJobConfig) -> ExtractSummary:
     scan = scan_all(config.corpora)
     splits = assign_splits(scan.utterances, config.splits)
     storage.makedirs(config.out)
+    for leftover in storage.remove_temporaries(config.out):
+        log.info("removed %s (left by an interrupted run)", leftover)
 
     manifest = utterances_to_frame(scan.utterances)
     manifest["split"] = [splits[u] for u in manifest["utterance_id"]]
@@ -160,9 +165,11 @@ def run_extract(config: ExtractJobConfig) -> ExtractSummary:
 
 def _finish(config: ExtractJobConfig, scan: CorpusScan, summary: ExtractSummary) -> None:
     """Aggregate shard results into ``errors.parquet`` and ``metadata.json`` (counts cover skipped shards too)."""
-    features = storage.read_parquet(storage.join(config.out, "features")).select(["utterance_id", "corpus", "split", "emotion", "copy"])
-    shard_errors = storage.read_parquet(storage.join(config.out, "errors"))
-    all_errors = pa.concat_tables([pa.Table.from_pandas(rejected_to_frame(scan.rejected), schema=ERRORS, preserve_index=False), shard_errors.cast(ERRORS)])
+    schema = features_schema(config.extract.spec)
+    columns = pa.schema([schema.field(name) for name in ("utterance_id", "corpus", "split", "emotion", "copy")])
+    features = storage.read_parquet_parts(storage.join(config.out, "features"), columns)
+    shard_errors = storage.read_parquet_parts(storage.join(config.out, "errors"), ERRORS)
+    all_errors = pa.concat_tables([pa.Table.from_pandas(rejected_to_frame(scan.rejected), schema=ERRORS, preserve_index=False), shard_errors])
     storage.write_parquet_atomic(all_errors, storage.join(config.out, "errors.parquet"))
 
     frame = features.to_pandas()

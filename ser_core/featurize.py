@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ser_core.audio import decode
+from ser_core.audio import AudioDecodeError, decode
 from ser_core.augment import AugmentPolicy, augment_copy
 from ser_core.features import FeatureSpec, utterance_windows
 from ser_core.manifest import Utterance
@@ -27,8 +27,16 @@ class ExtractConfig:
 def featurize_utterance(utt: Utterance, split: str, config: ExtractConfig) -> tuple[list[dict], float]:
     """Feature rows (one per window of the original and of each augmented copy) and the decoded seconds.
 
-    Raises :class:`ser_core.audio.AudioDecodeError` when the file is not usable audio.
+    Raises :class:`ser_core.audio.AudioDecodeError` when the file is not usable audio: it does not decode, its
+    features are not finite, or it needs more memory than the process has.
     """
+    try:
+        return _featurize(utt, split, config)
+    except MemoryError:
+        raise AudioDecodeError(utt.uri, "out of memory while featurising") from None
+
+
+def _featurize(utt: Utterance, split: str, config: ExtractConfig) -> tuple[list[dict], float]:
     spec = config.spec
     samples = decode(utt.uri, target_rate=spec.sample_rate, mono=True).samples[0]
     copies = config.augment_copies if split in config.augment_splits else 0
@@ -39,6 +47,8 @@ def featurize_utterance(utt: Utterance, split: str, config: ExtractConfig) -> tu
         else:
             y, description = augment_copy(samples, spec.sample_rate, config.policy, utt.utterance_id, copy)
         batch, starts = utterance_windows(y, spec)
+        if not np.isfinite(batch).all():
+            raise AudioDecodeError(utt.uri, f"features are not finite (copy {copy}; samples too large?)")
         for index, (window, start) in enumerate(zip(batch, starts)):
             rows.append(
                 {

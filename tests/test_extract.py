@@ -39,8 +39,8 @@ def corpus_with_bad_files(tmp_path):
     return root, len(good)
 
 
-def _run(root, out, **kwargs) -> object:
-    config = ExtractJobConfig(corpora=(("ravdess", str(root)),), out=str(out), shard_size=5, progress=False, **kwargs)
+def _run(root, out, shard_size: int = 5, **kwargs) -> object:
+    config = ExtractJobConfig(corpora=(("ravdess", str(root)),), out=str(out), shard_size=shard_size, progress=False, **kwargs)
     return run_extract(config)
 
 
@@ -122,3 +122,50 @@ def test_shared_corpora_slice(local_ray, shared_corpora, tmp_path):
     assert summary.utterances == 60 + 1 + 2 and summary.errors == 0
     emotions = duckdb.sql(f"SELECT DISTINCT emotion FROM '{tmp_path}/f/features/*.parquet'").fetchall()
     assert {e for (e,) in emotions} == {"neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"}
+
+
+def test_a_header_declaring_a_huge_length_is_an_error_row(local_ray, tmp_path):
+    from tests.test_audio import declare_huge
+
+    root = tmp_path / "ravdess"
+    make_ravdess_tree(root, actors=range(1, 3), emotions=(1,))
+    huge = write_speech(root / "Actor_01" / "03-01-05-01-01-01-01.flac", seconds=1.0, sample_rate=16000)
+    declare_huge(huge)
+    summary = _run(root, tmp_path / "features")
+    assert summary.utterances == 2 and summary.errors == 1
+    (error,) = pq.read_table(tmp_path / "features" / "errors.parquet").to_pylist()
+    assert error["uri"].endswith(huge.name) and "header declares" in error["reason"]
+
+
+def test_rerun_after_a_kill_reads_every_utterance_once_and_no_temporaries(local_ray, tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, out = tmp_path / "ravdess", tmp_path / "features"
+    make_ravdess_tree(root, actors=range(1, 9), emotions=(1, 3, 5, 7))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    command = [sys.executable, "-m", "jobs.cli", "extract", "--corpus", f"ravdess={root}", "--out", str(out),
+               "--shard-size", "1", "--workers", "1", "--no-progress"]
+    job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not list((out / "errors").glob("*.parquet")) and job.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    committed = sorted((out / "errors").glob("*.parquet"))
+    assert 0 < len(committed) < 32, "the kill must land mid-job"
+    # what a kill in the middle of a write leaves: a complete-looking temporary beside a committed shard
+    shard = out / "features" / committed[0].name
+    shutil.copy(shard, shard.with_name(shard.name + ".tmp-0123abcd"))
+
+    summary = _run(root, out, shard_size=1)
+    assert summary.utterances == 32 and summary.errors == 0 and summary.shards_skipped >= len(committed)
+    assert not list(out.rglob("*.tmp-*"))
+    counts = duckdb.sql(f"SELECT utterance_id, count(*) AS n FROM '{out}/features/*.parquet' GROUP BY ALL").fetchall()
+    assert len(counts) == 32 and {n for _, n in counts} == {1}  # 1.2 s utterances: one window each
+    assert json.loads((out / "metadata.json").read_text())["summary"]["windows"] == 32
