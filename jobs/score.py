@@ -389,10 +389,9 @@ def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
 def run_score(config: ScoreJobConfig) -> ScoreSummary:
     """Run the scoring job and return its summary (see the module docstring for the semantics)."""
     started = time.time()
-    bundle_files, model_version = checked_bundle(config.model)
-    summary = ScoreSummary(model_version=model_version, run_id=make_run_id())
     calls = list_calls(config.archive, config.id_root)
-    summary.files = len(calls)
+    bundle_files, model_version = checked_bundle(config.model)
+    summary = ScoreSummary(files=len(calls), model_version=model_version, run_id=make_run_id())
     lease = Lease(config.out, owner=summary.run_id, ttl_s=config.lease_ttl_s)
     try:
         lease.acquire()

@@ -72,10 +72,15 @@ class PreparedCall:
 
 
 def prepare_call(audio: SpooledAudio, spec: FeatureSpec, config: ScoringConfig) -> PreparedCall:
-    """Scored channels (one, the mean, for mono and dual-mono audio) and their speech regions, read in chunks."""
+    """Scored channels (one, the mean, for mono and dual-mono audio) and their speech regions, read in chunks.
+
+    Raises :class:`NonFiniteError` when the frame levels overflow (float audio with huge samples).
+    """
     dual = audio.channels == 2 and is_dual_mono(sum(channel_energies(c) for c in audio.chunks()), config.vad)
     signals = [ChannelSignal(audio, None)] if dual or audio.channels == 1 else [ChannelSignal(audio, c) for c in range(audio.channels)]
     levels = stream_frame_levels(lambda a, b: np.stack([s[a:b] for s in signals]), audio.frames, len(signals), spec)
+    if not np.isfinite(levels).all():
+        raise NonFiniteError("frame levels are not finite (samples too large?)")
     return PreparedCall(signals, regions_from_levels(levels, spec, config.vad), dual)
 
 
