@@ -12,7 +12,7 @@ import traceback
 
 import click
 
-from jobs import evaluate, extract, make_archive, predict, report, score, submit, train
+from jobs import embed, evaluate, extract, make_archive, predict, report, score, submit, train, train_head
 from jobs.ray_runtime import configure_output, verbosity
 from ser_core.model import BundleError
 
@@ -61,6 +61,8 @@ main.add_command(extract.cli)
 main.add_command(submit.cli)
 main.add_command(submit.jobs)
 main.add_command(train.cli)
+main.add_command(embed.cli)
+main.add_command(train_head.cli)
 main.add_command(evaluate.cli)
 main.add_command(predict.cli)
 main.add_command(score.cli)

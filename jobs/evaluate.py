@@ -25,7 +25,8 @@ from jobs.ray_runtime import ensure_ray
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.bundle import BundleError, load_bundle, model_splits
-from ser_core.features import FeatureSpec, utterance_windows
+from ser_core.features import FeatureSpec
+from ser_core.frontends import EncoderFrontend, FeatureFrontend
 from ser_core.manifest import Utterance
 from ser_core.metrics import grouped_reports
 from ser_core.splits import ModelSplits
@@ -44,16 +45,16 @@ class EvaluateConfig:
     ray_address: str | None = None
 
 
-def featurize_shard(utts: list[Utterance], spec: FeatureSpec) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
-    """Windows of each utterance (decoded, trimmed, no augmentation) and error rows for files that fail to decode."""
+def featurize_shard(utts: list[Utterance], frontend: FeatureFrontend | EncoderFrontend) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
+    """Model windows of each utterance (decoded, no augmentation) and error rows for files that fail to decode."""
     done, errors = [], []
     for utt in utts:
         try:
-            samples = decode(utt.uri, target_rate=spec.sample_rate, mono=True).samples[0]
+            samples = decode(utt.uri, target_rate=frontend.spec.sample_rate, mono=True).samples[0]
         except AudioDecodeError as err:
             errors.append({"uri": utt.uri, "corpus": utt.corpus, "stage": "decode", "reason": err.reason})
             continue
-        done.append((utt.utterance_id, utterance_windows(samples, spec)[0]))
+        done.append((utt.utterance_id, frontend.utterance_windows(samples)[0]))
     return done, errors
 
 
@@ -79,8 +80,8 @@ def run_evaluate(config: EvaluateConfig) -> dict:
 
     ensure_ray(config.ray_address)
     task = ray.remote(featurize_shard)
-    spec_ref = ray.put(bundle.spec)
-    refs = [task.remote(known[i : i + config.shard_size], spec_ref) for i in range(0, len(known), config.shard_size)]
+    frontend_ref = ray.put(bundle.frontend)
+    refs = [task.remote(known[i : i + config.shard_size], frontend_ref) for i in range(0, len(known), config.shard_size)]
     by_id = {u.utterance_id: u for u in known}
     rows, errors, examples = [], [], {}
     for ref in refs:
@@ -119,10 +120,10 @@ def write_plots(folder: str, bundle, frame: pd.DataFrame, examples: dict, report
     from ser_core import plots
 
     split = report["split"]
-    written = [
-        plots.class_distribution(frame, f"{folder}/class_distribution.png", f"utterances per emotion ({split} split)"),
-        plots.logmel_examples(examples, bundle.spec, f"{folder}/logmel_examples.png", f"first window of one utterance per emotion ({split} split)"),
-    ]
+    written = [plots.class_distribution(frame, f"{folder}/class_distribution.png", f"utterances per emotion ({split} split)")]
+    if isinstance(bundle.frontend, FeatureFrontend):  # log-mel examples mean something for frame-feature windows only
+        written.append(plots.logmel_examples(examples, bundle.spec, f"{folder}/logmel_examples.png",
+                                             f"first window of one utterance per emotion ({split} split)"))
     training = bundle.info.get("training")
     if training and training.get("history"):
         written.append(plots.learning_curves(training["history"], f"{folder}/learning_curves.png", training.get("best_epoch")))

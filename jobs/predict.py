@@ -14,13 +14,13 @@ import click
 
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.bundle import BundleError, load_bundle
-from ser_core.features import FeatureSpec, utterance_windows
+from ser_core.features import FeatureSpec
 
 
 def predict_file(bundle, uri: str) -> dict:
     """``{"path", "emotion", "probabilities", "windows": [{"start_s", "emotion", "probabilities"}]}`` for one file."""
     samples = decode(uri, target_rate=bundle.spec.sample_rate, mono=True).samples[0]
-    windows, starts = utterance_windows(samples, bundle.spec)
+    windows, starts = bundle.frontend.utterance_windows(samples)
     probs = bundle.predict(windows)
     mean = probs.mean(axis=0)
 

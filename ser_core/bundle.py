@@ -35,6 +35,7 @@ import numpy as np
 
 from ser_core import storage
 from ser_core.features import FeatureSpec
+from ser_core.frontends import EncoderFrontend, FeatureFrontend
 from ser_core.labels import EMOTIONS
 from ser_core.manifest import Utterance
 from ser_core.model import _keras, custom_layers
@@ -77,6 +78,11 @@ class ModelBundle:
     std: np.ndarray
     model: object
     info: dict = field(default_factory=dict)
+    frontend: FeatureFrontend | EncoderFrontend | None = None
+
+    def __post_init__(self) -> None:
+        if self.frontend is None:
+            self.frontend = FeatureFrontend(self.spec)
 
     @property
     def version(self) -> str:
@@ -87,9 +93,9 @@ class ModelBundle:
         return ((windows - self.mean) / self.std).astype(np.float32)
 
     def predict(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, shape ``(n, len(labels))``, for raw windows of shape ``(n, *spec.window_shape)``."""
-        if windows.shape[1:] != self.spec.window_shape:
-            raise BundleError(f"windows of shape {windows.shape[1:]} do not match the model's {self.spec.window_shape}")
+        """Class probabilities, shape ``(n, len(labels))``, for raw windows of the front end's ``input_shape``."""
+        if windows.shape[1:] != self.frontend.input_shape:
+            raise BundleError(f"windows of shape {windows.shape[1:]} do not match the model's {self.frontend.input_shape}")
         if len(windows) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         x = self.normalise(windows)
@@ -140,8 +146,8 @@ def check_keras_archive(data: bytes) -> None:
         raise BundleError(f"{MODEL_FILE} is not a readable Keras archive: {err!r}") from None
 
 
-def load_cnn(files: dict[str, bytes]):
-    """The Keras CNN from a checked ``model.keras`` (Keras safe mode, the project's registered layers only)."""
+def load_keras(files: dict[str, bytes]):
+    """The Keras model from a checked ``model.keras`` (Keras safe mode, the project's registered layers only)."""
     data = files[MODEL_FILE]
     check_keras_archive(data)
     with tempfile.TemporaryDirectory(prefix="ser-model-") as folder:
@@ -158,7 +164,19 @@ class ModelKind:
     load: Callable[[dict[str, bytes]], object]
 
 
-MODEL_KINDS: dict[str, ModelKind] = {"cnn": ModelKind(files=(MODEL_FILE,), load=load_cnn)}
+MODEL_KINDS: dict[str, ModelKind] = {
+    "cnn": ModelKind(files=(MODEL_FILE,), load=load_keras),
+    "whisper-head": ModelKind(files=(MODEL_FILE,), load=load_keras),  # see ser_core.whisper_model
+}
+
+
+def frontend_of(kind: str, info: dict, spec: FeatureSpec) -> FeatureFrontend | EncoderFrontend:
+    """The front end a bundle of ``kind`` takes its windows from."""
+    if kind == "whisper-head":
+        from ser_core.whisper_model import embedding_spec
+
+        return EncoderFrontend(spec, embedding_spec(info))
+    return FeatureFrontend(spec)
 
 
 def model_kind(info: dict) -> tuple[str, ModelKind]:
@@ -313,7 +331,8 @@ def load_bundle_files(files: dict[str, bytes], source: str, expected_spec: Featu
         model = kind.load(files)
         norm = info["normalisation"]
         return ModelBundle(path=source, labels=tuple(info["labels"]), spec=spec, mean=np.asarray(norm["mean"], np.float32),
-                           std=np.asarray(norm["std"], np.float32), model=model, info=info)
+                           std=np.asarray(norm["std"], np.float32), model=model, info=info,
+                           frontend=frontend_of(kind_name, info, spec))
     except BundleError as err:
         raise BundleError(f"{source}: {err}") from None
     except (KeyError, TypeError, ValueError, OSError) as err:
@@ -330,7 +349,7 @@ def load_bundle(path: str | Path | None = None, expected_spec: FeatureSpec | Non
 
 def training_split_config(info: dict) -> SplitConfig:
     """The split configuration the bundle's training features were made with (the default for older bundles)."""
-    recorded = (info.get("features") or {}).get("split_config")
+    recorded = (info.get("features") or info.get("embeddings") or {}).get("split_config")
     return SplitConfig(**recorded) if recorded else SplitConfig()
 
 

@@ -1,0 +1,171 @@
+"""``ser train-head``: pooled Whisper-encoder windows (``ser embed``) to a ``whisper-head`` model bundle, with Ray Train.
+
+The recipe (head size, epochs, copies) was fixed on validation and leave-one-corpus-out figures by
+``bench/encoder_sweep.py``; this job does no selection of its own. ``--fit-on train`` fits on the train split
+(to measure: validation and test figures are then on unseen speakers); ``--fit-on development`` fits on the
+train and validation splits, for the model that ships. Test-split figures are reported either way and are
+never used to choose anything. The pooled windows are small (about 4 KB each), so each worker reads its
+Ray Data shard into memory; TensorflowTrainer runs ``MultiWorkerMirroredStrategy`` over the workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ser_core import storage
+from ser_core.embeddings import EmbeddingSpec
+from ser_core.head import HeadConfig
+from ser_core.labels import EMOTIONS
+from ser_core.metrics import grouped_reports, utterance_probabilities
+from ser_core.splits import HeldOutGroups
+
+FIT_SPLITS = {"train": ("train",), "development": ("train", "validation")}
+META_COLUMNS = ["utterance_id", "corpus", "speaker", "split_group", "split", "emotion", "copy"]
+WEIGHTS_FILE = "head.weights.npz"
+
+
+@dataclass(frozen=True)
+class TrainHeadJobConfig:
+    """Everything ``ser train-head`` needs."""
+
+    embeddings: str
+    out: str
+    head: HeadConfig = HeadConfig()
+    fit_on: str = "development"
+    copies: tuple[int, ...] = (0, 1)
+    workers: int = 1
+    ray_address: str | None = None
+
+
+def read_embeddings(folder: str) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Pooled windows, their metadata and the job's ``metadata.json`` from the output of ``ser embed``."""
+    metadata = json.loads(storage.read_bytes(storage.join(folder, "metadata.json")))
+    fs, path = storage.filesystem(storage.join(folder, "embeddings"))
+    table = pq.read_table(path, filesystem=fs)
+    versions = set(table.column("embedding_version").unique().to_pylist())
+    if versions != {metadata["embedding_version"]}:
+        raise click.ClickException(f"{folder}: rows of embedding versions {sorted(versions)}, metadata says {metadata['embedding_version']}")
+    x = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+    return x, table.select(META_COLUMNS).to_pandas(), metadata
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """One Ray Train worker: its shard of the standardised windows, a head fitted under the strategy, rank 0 saves."""
+    import ray.train
+    import tensorflow as tf
+
+    from ser_core.head import fit_head
+
+    shard = ray.train.get_dataset_shard("train")
+    batches = list(shard.iter_batches(batch_size=4096, batch_format="numpy"))
+    x = np.concatenate([b["x"] for b in batches]).astype(np.float32)
+    meta = pd.DataFrame({"corpus": np.concatenate([b["corpus"] for b in batches]), "emotion": np.concatenate([b["emotion"] for b in batches])})
+    config = HeadConfig(**{**loop_config["head"], "hidden": tuple(loop_config["head"]["hidden"])})
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        model = fit_head(x, meta, config)
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = None
+        if ray.train.get_context().get_world_rank() == 0:
+            np.savez(os.path.join(folder, WEIGHTS_FILE), *model.get_weights())
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report({"windows": len(x)}, checkpoint=checkpoint)
+
+
+def evaluate(model, x: np.ndarray, meta: pd.DataFrame, mean: np.ndarray, std: np.ndarray) -> dict:
+    """Utterance-level reports per split, telephone copy (``/telephone``) and as recorded (``/clean``), per corpus."""
+    reports = {}
+    for split in ("train", "validation", "test"):
+        for copy, name in ((0, "clean"), (1, "telephone")):
+            rows = ((meta["split"] == split) & (meta["copy"] == copy)).to_numpy()
+            if not rows.any():
+                continue
+            probs = model.predict((x[rows] - mean) / std, batch_size=2048, verbose=0)
+            ids, utt = utterance_probabilities(meta["utterance_id"][rows].tolist(), probs)
+            truth = meta[rows].drop_duplicates("utterance_id").set_index("utterance_id").loc[ids].reset_index()
+            truth["predicted"] = np.asarray(EMOTIONS)[utt.argmax(1)]
+            reports[f"{split}/{name}"] = grouped_reports(truth)
+    return reports
+
+
+def run_train_head(config: TrainHeadJobConfig) -> dict:
+    """Fit the head with Ray Train and write the bundle to ``config.out``; return the bundle's info."""
+    import ray.data
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    from jobs.ray_runtime import ensure_ray
+    from ser_core.head import build_head
+    from jobs.train import git_revision
+    from ser_core.whisper_model import publish_whisper_head
+
+    started = time.time()
+    x, meta, metadata = read_embeddings(config.embeddings)
+    spec = EmbeddingSpec.from_dict(metadata["embedding_spec"])
+    fit_rows = (meta["split"].isin(FIT_SPLITS[config.fit_on]) & meta["copy"].isin(config.copies)).to_numpy()
+    mean, std = x[fit_rows].mean(0), x[fit_rows].std(0) + 1e-3
+    ensure_ray(config.ray_address)
+    train = ray.data.from_items([{"x": v, "corpus": c, "emotion": e}
+                                 for v, c, e in zip((x[fit_rows] - mean) / std, meta["corpus"][fit_rows], meta["emotion"][fit_rows])])
+    with tempfile.TemporaryDirectory(prefix="ser-head-run-") as run_dir:
+        result = TensorflowTrainer(
+            train_loop_per_worker=train_loop_per_worker,
+            train_loop_config={"head": dataclasses.asdict(config.head)},
+            scaling_config=ScalingConfig(num_workers=config.workers),
+            datasets={"train": train},
+            run_config=RunConfig(name="train-head", storage_path=run_dir),
+        ).fit()
+        with result.checkpoint.as_directory() as folder, np.load(Path(folder, WEIGHTS_FILE)) as stored:
+            weights = [stored[f"arr_{i}"] for i in range(len(stored.files))]
+    model = build_head(spec.dim, config.head)
+    model.set_weights(weights)
+    originals = meta[meta["copy"] == 0].drop_duplicates("utterance_id")
+    fitted_as = originals["split"].where(~originals["split"].isin(FIT_SPLITS[config.fit_on]), "train")
+    groups = HeldOutGroups.from_rows(zip(originals["corpus"], originals["split_group"], fitted_as))
+    info = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_revision": git_revision(),
+        "parameters": int(model.count_params()),
+        "head_config": dataclasses.asdict(config.head),
+        "held_out_groups": groups.to_dict(),
+        "embeddings": {"source": config.embeddings.rstrip("/").split("/")[-1], "split_config": metadata["split_config"],
+                       "corpora": [name for name, _ in metadata["corpora"]], "augment_copies": metadata["augment_copies"]},
+        "training": {"fit_on": config.fit_on, "fit_splits": list(FIT_SPLITS[config.fit_on]), "copies": list(config.copies),
+                     "windows": int(fit_rows.sum()), "workers": config.workers, "wall_seconds": round(time.time() - started, 1)},
+        "data_summary": {"utterances": {split: {c: int(n) for c, n in g["corpus"].value_counts().items()}
+                                        for split, g in originals.groupby("split")}},
+        "metrics": evaluate(model, x, meta, mean, std),
+    }
+    publish_whisper_head(model, spec, mean, std, config.out, info)
+    return info
+
+
+@click.command("train-head")
+@click.option("--embeddings", required=True, help="Output folder (or s3:// prefix) of `ser embed`.")
+@click.option("--out", required=True, help="Model bundle folder (or s3:// prefix) to write.")
+@click.option("--fit-on", type=click.Choice(sorted(FIT_SPLITS)), default="development", show_default=True,
+              help="train: the train split only (to measure); development: train + validation (the shipped model).")
+@click.option("--epochs", default=HeadConfig.epochs, show_default=True)
+@click.option("--seed", default=HeadConfig.seed, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+def cli(embeddings, out, fit_on, epochs, seed, workers, ray_address) -> None:
+    """Train the classifier head over frozen Whisper-base windows and write a whisper-head bundle."""
+    head = dataclasses.replace(HeadConfig(), epochs=epochs, seed=seed)
+    info = run_train_head(TrainHeadJobConfig(embeddings=embeddings, out=out, head=head, fit_on=fit_on, workers=workers,
+                                             ray_address=ray_address))
+    click.echo(f"trained the head on {info['training']['windows']} windows ({fit_on}) in {info['training']['wall_seconds']:.0f} s; bundle in {out}")
+    for split, reports in info["metrics"].items():
+        for corpus, r in reports.items():
+            click.echo(f"  {split:<20} {corpus:<8} n={r['n']:<5} UAR {r['uar']:.3f}  accuracy {r['accuracy']:.3f}")

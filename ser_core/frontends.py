@@ -1,0 +1,68 @@
+"""Front ends: how a model bundle turns audio into the windows its network takes.
+
+``cnn`` bundles take frame-feature windows (:mod:`ser_core.features`); ``whisper-head`` bundles take pooled
+Whisper-encoder windows (:mod:`ser_core.embeddings`). Both give the same two views, so evaluation and the
+scoring job need not know which kind they run: the windows of one labelled utterance, and the windows over
+the speech regions of every channel of a call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from ser_core.calls import ScoringConfig, WindowBatch, call_windows
+from ser_core.embeddings import EmbeddingSpec, region_embeddings, utterance_embeddings
+from ser_core.features import FeatureSpec, utterance_windows
+
+
+@dataclass(frozen=True)
+class FeatureFrontend:
+    """Frame features (log-mel, MFCC, ...) windowed for the CNN."""
+
+    spec: FeatureSpec
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.spec.window_shape
+
+    def utterance_windows(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model windows of one mono utterance at ``spec.sample_rate`` and their start times in seconds."""
+        return utterance_windows(samples, self.spec)
+
+    def call_windows(self, samples: np.ndarray, regions: list[np.ndarray], scoring: ScoringConfig) -> Iterator[WindowBatch]:
+        """Windows over the speech of each channel of ``samples`` ``(channels, frames)``."""
+        return call_windows(samples, regions, self.spec, scoring)
+
+
+@dataclass
+class EncoderFrontend:
+    """Frozen Whisper-base encoder frames pooled over 2.5 s windows; ``spec`` drives VAD and the call's frame grid."""
+
+    spec: FeatureSpec
+    embedding: EmbeddingSpec
+    _encoder: object = field(default=None, repr=False)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.embedding.dim,)
+
+    @property
+    def encoder(self):
+        """The encoder, loaded on first use (the weights' hash is checked then)."""
+        if self._encoder is None:
+            from ser_core.encoder import WhisperEncoder
+
+            self._encoder = WhisperEncoder()
+        return self._encoder
+
+    def utterance_windows(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return utterance_embeddings(samples, self.encoder, self.embedding)
+
+    def call_windows(self, samples: np.ndarray, regions: list[np.ndarray], scoring: ScoringConfig) -> Iterator[WindowBatch]:
+        for channel, (channel_samples, channel_regions) in enumerate(zip(samples, regions)):
+            for start_s, end_s, rms_db, pooled in region_embeddings(channel_samples, channel_regions, self.spec.hop_length,
+                                                                    self.encoder, self.embedding, scoring.min_region_s):
+                yield WindowBatch(channel, start_s, end_s, rms_db, pooled)

@@ -1,0 +1,80 @@
+"""The whisper-head model kind end to end: ``ser embed`` → ``ser train-head`` (Ray Train) → a verified bundle that
+``ser evaluate`` and ``ser predict`` run; and its loading refuses what it must."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("ctranslate2")
+
+from jobs.cli import main  # noqa: E402
+from ser_core.bundle import BundleError, load_bundle  # noqa: E402
+from ser_core.embeddings import EmbeddingSpec  # noqa: E402
+from ser_core.frontends import EncoderFrontend  # noqa: E402
+from ser_core.head import HeadConfig, build_head  # noqa: E402
+from ser_core.whisper_model import publish_whisper_head  # noqa: E402
+from tests.test_train import write_fake_ravdess  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, local_ray) -> Path:
+    root = tmp_path_factory.mktemp("whisper")
+    corpus = write_fake_ravdess(root / "ravdess", actors=range(1, 9), seconds=1.0)
+    result = CliRunner().invoke(main, ["embed", "--corpus", f"ravdess={corpus}", "--out", str(root / "emb"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_embed_writes_a_clean_and_a_telephone_copy_per_utterance(embedded):
+    table = pq.read_table(embedded / "emb" / "embeddings").to_pandas()
+    assert len(table.drop_duplicates("utterance_id")) == len(list((embedded / "ravdess").rglob("*.wav")))
+    assert set(table["copy"]) == {0, 1} and set(table["augmentation"]) == {"none", "telephone"}
+    assert table["embedding"].map(len).eq(1024).all()
+    assert set(table["split"]) == {"train", "validation", "test"}
+    rerun = CliRunner().invoke(main, ["embed", "--corpus", f"ravdess={embedded / 'ravdess'}", "--out", str(embedded / "emb"), "--no-progress"])
+    assert "2/2 shards already done" in rerun.output
+
+
+def test_train_head_bundle_evaluates_and_predicts(embedded):
+    out = embedded / "model"
+    result = CliRunner().invoke(main, ["train-head", "--embeddings", str(embedded / "emb"), "--out", str(out), "--fit-on", "train", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "bundle.json").read_text())
+    assert info["model_kind"] == "whisper-head" and info["model_version"].startswith("ser-whisper-head-")
+    assert set(info["files"]) >= {"model.keras"} and info["training"]["fit_on"] == "train"
+    assert info["held_out_groups"]["test"]["ravdess"] and info["held_out_groups"]["validation"]["ravdess"]
+    assert {"validation/telephone", "test/clean"} <= set(info["metrics"])
+    bundle = load_bundle(out)
+    assert isinstance(bundle.frontend, EncoderFrontend)
+    evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out), "--corpus", f"ravdess={embedded / 'ravdess'}", "--json", str(embedded / "e.json")])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((embedded / "e.json").read_text())
+    test_actors = len(info["held_out_groups"]["test"]["ravdess"])
+    per_actor = len(list((embedded / "ravdess" / "Actor_01").glob("*.wav")))
+    assert report["split_recorded_in_bundle"] and report["utterances_scored"] == per_actor * test_actors
+    clip = next((embedded / "ravdess").rglob("*.wav"))
+    predicted = CliRunner().invoke(main, ["predict", "--model", str(out), str(clip)])
+    assert predicted.exit_code == 0 and clip.name in predicted.output
+
+
+def test_development_fit_records_no_validation_groups(embedded):
+    out = embedded / "shipped"
+    result = CliRunner().invoke(main, ["train-head", "--embeddings", str(embedded / "emb"), "--out", str(out), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "bundle.json").read_text())
+    assert info["held_out_groups"]["validation"]["ravdess"] == [] and info["held_out_groups"]["test"]["ravdess"]
+
+
+def test_head_trained_on_other_encoder_weights_is_refused(tmp_path):
+    spec = EmbeddingSpec(weights_sha256="0" * 64)
+    publish_whisper_head(build_head(spec.dim, HeadConfig(hidden=(4,))), spec, np.zeros(spec.dim), np.ones(spec.dim), str(tmp_path / "m"), {})
+    with pytest.raises(BundleError, match="encoder weights"):
+        load_bundle(tmp_path / "m")
