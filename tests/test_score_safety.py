@@ -9,6 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,8 @@ import pytest
 from ser_core.labels import EMOTIONS
 from tests.audio_factory import speech_like, write_audio, write_speech
 from tests.test_audio import declare_huge
-from tests.test_score import (DATE, bundle, check_complete, connect, long_archive, rows, score,  # noqa: F401
-                              turn_taking_call)
+from tests.test_score import (DATE, bundle, check_complete, connect, descendants_named, long_archive, rows,  # noqa: F401
+                              score, turn_taking_call)
 
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
 
@@ -162,3 +164,39 @@ def test_two_writers_on_the_same_out_one_is_refused(bundle, tmp_path, local_ray)
     refused = [err for job, (_, err) in zip(jobs, outputs) if job.returncode != 0]
     assert codes[0] == 0 and len(refused) == 1 and "another ser score is writing" in refused[0], outputs
     check_complete(out, root, expected)
+
+
+@pytest.mark.slow
+def test_a_file_that_keeps_killing_its_worker_is_given_up_and_a_good_row_kept(bundle, tmp_path, local_ray):
+    root, out = tmp_path / "archive", tmp_path / "reports"
+    (call_id,) = long_archive(root, calls=1, seconds=700)
+    stop, killed = threading.Event(), []
+
+    def kill_every_busy_scorer() -> None:  # a worker dies whenever it works on this call, as on a poisonous file
+        while not stop.is_set():
+            for pid in set(descendants_named("CallScorer)).submit")) - set(killed):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    def poisoned(**changes):
+        stop.clear()
+        killer = threading.Thread(target=kill_every_busy_scorer)
+        killer.start()
+        try:
+            return score(root, out, bundle, task_retries=1, **changes)
+        finally:
+            stop.set()
+            killer.join()
+
+    first = poisoned()
+    assert (first.ok, first.error, first.pipeline_error) == (0, 1, None) and len(killed) >= 2
+    (row,) = rows(connect(str(out)), "SELECT call_id, status, error FROM calls")
+    assert row == {"call_id": call_id, "status": "error", "error": "the scoring worker died on this file 2 times"}
+
+    good = score(root, out, bundle)
+    assert good.ok == 1
+    before = snapshot(out)
+    forced = poisoned(force=True)
+    assert (forced.ok, forced.error, forced.kept) == (0, 0, 1)
+    assert snapshot(out) == before  # the good row stays
