@@ -21,14 +21,9 @@ from ser_core.labels import EMOTIONS
 from tests.audio_factory import speech_like, write_audio, write_speech
 from tests.test_audio import declare_huge
 from tests.test_score import (DATE, bundle, check_complete, connect, descendants_named, long_archive, rows,  # noqa: F401
-                              score, turn_taking_call)
+                              score, snapshot, turn_taking_call)
 
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    """The report files under ``out`` (the lease aside) with their bytes."""
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.parquet*"))}
 
 
 @pytest.fixture(scope="module")
