@@ -95,7 +95,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
             examples.setdefault(utt.emotion, windows[0])
     frame = pd.DataFrame(rows, columns=["utterance_id", "corpus", "speaker", "emotion", "predicted"])
     report = {
-        "model": bundle.path,
+        "model": config.model or "bundled model",
         "model_version": bundle.version,
         "split": config.split,
         "split_note": split_note(config.split, splits),
