@@ -1,11 +1,14 @@
 """``ser train``: feature Parquet to a model bundle, with Ray Train's TensorflowTrainer on N workers.
 
-Data flow: the driver opens the feature shards with Ray Data, computes the per-feature normalisation over the
-training windows and hands two datasets to the trainer: ``train`` (every copy of the training split, split
-evenly across workers with ``get_dataset_shard``) and ``validation`` (original copies of the speaker-disjoint
-validation split, whole on every worker). Each worker trains under ``MultiWorkerMirroredStrategy`` on its own
-shard (tf.data auto-sharding off), scores the validation split at utterance level after every epoch and
-reports a checkpoint; model selection and early stopping use the validation score only, never the test split.
+Data flow, streamed so that no process holds the training set: the driver reads only the metadata columns of
+the feature shards (window counts per split and (corpus, emotion) cell: the sample weights, the step count) and
+computes the per-feature normalisation in a streaming Ray Data pass over the training windows. Each worker then
+streams training windows straight from the Parquet shards (:func:`train_stream`: every pass over the data
+partitions the shard files across the workers afresh, a few shards are loaded at a time and drawn from at
+random into a ``tf.data`` shuffle buffer), normalising each file's windows as it loads them, and runs the same
+number of steps per epoch as every other worker under ``MultiWorkerMirroredStrategy`` (tf.data auto-sharding
+off). It holds the original copies of the validation split, scores them at utterance level after every epoch
+and reports a checkpoint; model selection and early stopping use the validation score only, never the test split.
 A failed worker makes Ray Train restart the group from the last checkpoint (``FailureConfig``); ``--resume``
 continues an interrupted run from its run folder. The driver finally loads the best weights, scores the
 validation and test splits and publishes the bundle (:mod:`ser_core.bundle`), with the held-out validation and
@@ -23,12 +26,15 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
@@ -48,6 +54,9 @@ BEST_WEIGHTS = "best.weights.npz"
 TF_CHECKPOINT = "train"
 RUN_FEATURES = "features.json"  # in the run folder: what its checkpoints were trained on
 SELECTION_METRIC = "val_uar"
+OPEN_SHARDS = 8  # shard files a worker's stream draws from at once
+CHUNK_WINDOWS = 16  # windows per draw from one shard
+SHUFFLE_WINDOWS = 1024  # a worker's tf.data shuffle buffer
 
 
 @dataclass(frozen=True)
@@ -111,19 +120,124 @@ def features_held_out(features: str) -> HeldOutGroups:
     return HeldOutGroups.from_rows((r["corpus"], r["split_group"], r["split"]) for r in rows)
 
 
-def split_datasets(features: str) -> dict:
-    """Ray datasets of the feature shards: ``train`` (all copies) and ``validation``/``test`` (original copies)."""
-    import ray.data
-    from ray.data.expressions import col
+def scan_windows(features: str) -> pd.DataFrame:
+    """Metadata of every feature window (``META_COLUMNS`` and its shard ``file``), read without the features column."""
+    folder = storage.join(features, "features")
+    frames = []
+    for name in sorted(storage.parquet_files(folder)):
+        uri = storage.join(folder, name)
+        fs, path = storage.filesystem(uri)
+        frames.append(pq.read_table(path, filesystem=fs, columns=META_COLUMNS).to_pandas().assign(file=uri))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*META_COLUMNS, "file"])
 
-    def rows(condition):
-        return ray.data.read_parquet(storage.join(features, "features")).filter(expr=condition)
 
-    return {
-        "train": rows(col("split") == "train"),
-        "validation": rows((col("split") == "validation") & (col("copy") == 0)),
-        "test": rows((col("split") == "test") & (col("copy") == 0)),
-    }
+def split_files(meta: pd.DataFrame, split: str) -> list[str]:
+    """The shard files holding windows of ``split``, sorted."""
+    return sorted(set(meta.loc[meta["split"] == split, "file"]))
+
+
+def cell_weights(meta: pd.DataFrame, balance: str) -> list[list]:
+    """``[corpus, emotion, weight]`` per cell of the training windows (all copies): weights from counts known up front."""
+    from ser_core.model import balance_weights
+
+    train = meta[meta["split"] == "train"]
+    counts = {cell: int(n) for cell, n in train.groupby(["corpus", "emotion"]).size().items()}
+    return [[corpus, emotion, weight] for (corpus, emotion), weight in balance_weights(counts, balance).items()]
+
+
+def read_shard(uri: str, spec: FeatureSpec, split: str, originals_only: bool) -> tuple[np.ndarray, pd.DataFrame]:
+    """One shard's raw windows ``(n, frames, features)`` of ``split`` (copy 0 only when ``originals_only``) and their metadata."""
+    fs, path = storage.filesystem(uri)
+    condition = pc.field("split") == split
+    if originals_only:
+        condition &= pc.field("copy") == 0
+    table = pq.read_table(path, filesystem=fs, columns=[*META_COLUMNS, "features"], filters=condition)
+    return table_windows(table, spec), table.select(META_COLUMNS).to_pandas()
+
+
+def read_split(files: list[str], spec: FeatureSpec, split: str) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """The original copies of ``split``: raw, writable windows per shard file (never concatenated) and their metadata."""
+    windows, metas = [], []
+    for uri in files:
+        x, meta = read_shard(uri, spec, split, originals_only=True)
+        if len(x):
+            windows.append(x.copy())  # frees the file's Arrow buffers
+            metas.append(meta)
+    return windows, pd.concat(metas, ignore_index=True) if metas else pd.DataFrame(columns=META_COLUMNS)
+
+
+def normalise_parts(parts: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
+    """``parts`` normalised in place (and returned)."""
+    for x in parts:
+        x -= mean
+        x /= std
+    return parts
+
+
+@dataclass
+class _LoadedShard:
+    """A shard's training windows, normalised and in random order, with how far the stream has read them."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    position: int = 0
+
+
+def _load_for_training(uri: str, spec: FeatureSpec, norm: tuple[np.ndarray, np.ndarray], weights: dict,
+                       rng: np.random.Generator) -> _LoadedShard:
+    from ser_core.model import one_hot
+
+    x, meta = read_shard(uri, spec, "train", originals_only=False)
+    order = rng.permutation(len(x))
+    x = x[order]
+    x -= norm[0]
+    x /= norm[1]
+    meta = meta.iloc[order]
+    w = np.array([weights[cell] for cell in zip(meta["corpus"], meta["emotion"])], np.float32)
+    return _LoadedShard(x, one_hot(meta["emotion"].to_numpy()), w)
+
+
+def worker_files(files: list[str], rank: int, world: int, seed: int, cycle: int) -> list[str]:
+    """This worker's shard files in pass ``cycle``: the same seeded permutation on every worker, dealt by rank."""
+    order = np.random.default_rng([seed, cycle]).permutation(len(files))
+    return [files[i] for i in order[rank::world]]
+
+
+def cycle_chunks(files: list[str], spec: FeatureSpec, norm: tuple[np.ndarray, np.ndarray], weights: dict,
+                 rng: np.random.Generator, open_shards: int = OPEN_SHARDS, chunk_windows: int = CHUNK_WINDOWS
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every training window of ``files`` once, as ``(windows, one-hot labels, weights)`` chunks of at most
+    ``chunk_windows``, each drawn from a random one of at most ``open_shards`` loaded shards (all this holds)."""
+    pending = iter(files)
+    loaded: list[_LoadedShard] = []
+    while True:
+        loaded = [shard for shard in loaded if shard.position < len(shard.x)]
+        while len(loaded) < open_shards and (uri := next(pending, None)) is not None:
+            shard = _load_for_training(uri, spec, norm, weights, rng)
+            if len(shard.x):
+                loaded.append(shard)
+            del shard  # a finished shard must not outlive its place in ``loaded``
+        if not loaded:
+            return
+        i = rng.integers(len(loaded))
+        part = slice(loaded[i].position, loaded[i].position + chunk_windows)
+        loaded[i].position += chunk_windows
+        # Copies, and no name bound to the shard: a finished shard is freed before the next one loads.
+        yield loaded[i].x[part].copy(), loaded[i].y[part].copy(), loaded[i].w[part].copy()
+
+
+def train_stream(files: list[str], spec: FeatureSpec, norm: tuple[np.ndarray, np.ndarray], weights: dict, rank: int,
+                 world: int, seed: int, first_cycle: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A worker's endless stream of training chunks: pass after pass over its share of the shard files.
+
+    In each pass the workers together read every training window once (:func:`worker_files`).
+    """
+    cycle = first_cycle
+    while True:
+        rng = np.random.default_rng([seed, cycle, rank])
+        yield from cycle_chunks(worker_files(files, rank, world, seed, cycle), spec, norm, weights, rng)
+        cycle += 1
 
 
 def _moments(batch, spec: FeatureSpec):
@@ -131,25 +245,18 @@ def _moments(batch, spec: FeatureSpec):
     return {"sum": [x.sum(axis=0)], "sum_sq": [(x**2).sum(axis=0)], "count": [len(x)]}
 
 
-def feature_normalisation(train_ds, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std over every frame of the training windows (a distributed pass with Ray Data)."""
+def feature_normalisation(features: str, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over every frame of the training windows: a streaming Ray Data pass (nothing kept)."""
+    import ray.data
+    from ray.data.expressions import col
+
     from ser_core.model import normalisation_stats
 
-    parts = train_ds.map_batches(_moments, fn_kwargs={"spec": spec}, batch_format="pyarrow", batch_size=512).take_all()
+    train = ray.data.read_parquet(storage.join(features, "features")).select_columns(["split", "features"]).filter(expr=col("split") == "train")
+    parts = train.map_batches(_moments, fn_kwargs={"spec": spec}, batch_format="pyarrow", batch_size=512).take_all()
     total = np.sum([p["sum"] for p in parts], axis=0)
     total_sq = np.sum([p["sum_sq"] for p in parts], axis=0)
     return normalisation_stats(total, total_sq, int(sum(p["count"] for p in parts)))
-
-
-def materialise(dataset, spec: FeatureSpec) -> tuple[np.ndarray, pd.DataFrame]:
-    """A Ray dataset (or a worker's shard) as raw windows ``(n, frames, features)`` and their metadata rows."""
-    windows, frames = [], []
-    for batch in dataset.iter_batches(batch_size=1024, batch_format="pyarrow"):
-        windows.append(table_windows(batch, spec))
-        frames.append(batch.select(META_COLUMNS).to_pandas())
-    if not windows:
-        return np.zeros((0, *spec.window_shape), np.float32), pd.DataFrame(columns=META_COLUMNS)
-    return np.concatenate(windows), pd.concat(frames, ignore_index=True)
 
 
 def utterance_predictions(window_probs: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
@@ -167,8 +274,8 @@ def selection_score(reports: dict) -> float:
     return float(np.mean([r["uar"] for name, r in reports.items() if name != "overall"]))
 
 
-def _predict(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    return np.concatenate([model(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)])
+def _predict(model, parts: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
+    return np.concatenate([model(x[i : i + batch_size], training=False).numpy() for x in parts for i in range(0, len(x), batch_size)])
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -187,14 +294,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     mean, std = np.asarray(loop_config["mean"], np.float32), np.asarray(loop_config["std"], np.float32)
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    x, meta = materialise(ray.train.get_dataset_shard("train"), spec)
-    x -= mean  # in place: the shard is the largest array a worker holds
-    x /= std
-    y = ser_model.one_hot(meta["emotion"].to_numpy())
-    weights = ser_model.sample_weights(meta["corpus"].to_numpy(), meta["emotion"].to_numpy(), train_config.balance)
-    x_val, meta_val = materialise(ray.train.get_dataset_shard("validation"), spec)
-    x_val -= mean
-    x_val /= std
+    weights = {(corpus, emotion): weight for corpus, emotion, weight in loop_config["weights"]}
+    x_val, meta_val = read_split(loop_config["validation_files"], spec, "validation")
+    normalise_parts(x_val, mean, std)
     steps = loop_config["steps_per_epoch"]
 
     tf.random.set_seed(train_config.seed + rank)
@@ -214,7 +316,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
         state["restored_from_epoch"] = state["epoch"]
 
-    dataset = ser_model.train_dataset(x, y, weights, train_config.batch_size, train_config)
+    def chunks():
+        return train_stream(loop_config["train_files"], spec, (mean, std), weights, rank, world, train_config.seed, state["epoch"])
+
+    dataset = ser_model.streamed_train_dataset(chunks, spec, train_config.batch_size, train_config, SHUFFLE_WINDOWS,
+                                               train_config.seed + rank)
     stop = state["epoch"] >= train_config.epochs
     while not stop:
         epoch = state["epoch"]
@@ -347,21 +453,20 @@ def write_bundle_figures(folder: str, info: dict) -> list:
     return written
 
 
-def evaluate_splits(model, datasets: dict, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray) -> dict:
-    """Utterance-level reports per corpus and overall for the ``validation`` and ``test`` datasets."""
+def evaluate_splits(model, meta: pd.DataFrame, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray) -> dict:
+    """Utterance-level reports per corpus and overall for the original copies of the ``validation`` and ``test`` splits."""
     metrics = {}
     for split in ("validation", "test"):
-        x, meta = materialise(datasets[split], spec)
-        if len(x):
-            metrics[split] = grouped_reports(utterance_predictions(_predict(model, (x - mean) / std), meta))
+        parts, split_meta = read_split(split_files(meta, split), spec, split)
+        if parts:
+            metrics[split] = grouped_reports(utterance_predictions(_predict(model, normalise_parts(parts, mean, std)), split_meta))
     return metrics
 
 
 def run_train(config: TrainJobConfig) -> dict:
     """Run distributed training and write the bundle to ``config.out``; returns the bundle's info."""
     import ray.data
-    import ray.train
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
     from ser_core.model import _keras, build_model
@@ -377,15 +482,15 @@ def run_train(config: TrainJobConfig) -> dict:
     ensure_ray(config.ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
-    datasets = split_datasets(config.features)
-    # Materialised up front: on a small cluster the training workers hold every CPU, and a lazy read would starve.
-    for split in ("train", "validation"):
-        datasets[split] = datasets[split].materialize()
-    meta = datasets["train"].union(datasets["validation"], datasets["test"]).select_columns(META_COLUMNS).to_pandas()
+    meta = scan_windows(config.features)  # metadata columns only: the training windows are never loaded here
     n_train = int((meta["split"] == "train").sum())
+    train_files = split_files(meta, "train")
     if n_train < config.train.batch_size or not (meta["split"] == "validation").any():
         raise click.ClickException(f"{config.features}: need at least {config.train.batch_size} training windows and a validation split")
-    mean, std = feature_normalisation(datasets["train"], spec)
+    if len(train_files) < config.workers:
+        raise click.ClickException(f"{config.features}: {len(train_files)} shard file(s) of training windows for {config.workers} "
+                                   "workers; extract with a smaller --shard-size or train with fewer workers")
+    mean, std = feature_normalisation(config.features, spec)
 
     run_storage = config.run_storage
     run_name = "train"
@@ -402,6 +507,9 @@ def run_train(config: TrainJobConfig) -> dict:
         "mean": mean.tolist(),
         "std": std.tolist(),
         "steps_per_epoch": max(1, n_train // config.train.batch_size),
+        "train_files": train_files,
+        "validation_files": split_files(meta, "validation"),
+        "weights": cell_weights(meta, config.train.balance),
         "fail_once_after_epoch": config.fail_once_after_epoch,
         "fail_marker": storage.join(run_storage, "fault-drill.txt") if config.fail_once_after_epoch is not None else None,
     }
@@ -409,8 +517,6 @@ def run_train(config: TrainJobConfig) -> dict:
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=config.workers, resources_per_worker={"CPU": config.cpus_per_worker}),
-        datasets={"train": datasets["train"], "validation": datasets["validation"]},
-        dataset_config=DataConfig(datasets_to_split=["train"]),
         run_config=RunConfig(
             name=run_name,
             storage_path=run_storage,
@@ -454,7 +560,7 @@ def run_train(config: TrainJobConfig) -> dict:
             "restored_from_epoch": state["restored_from_epoch"],
             "wall_seconds": round(train_seconds, 1),
         },
-        "metrics": evaluate_splits(model, datasets, spec, mean, std),
+        "metrics": evaluate_splits(model, meta, spec, mean, std),
     }
     with tempfile.TemporaryDirectory() as folder:
         stage_bundle(model, spec, mean, std, folder, info=info, card=model_card(info))

@@ -10,10 +10,11 @@ importable from here for older callers.
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
@@ -188,36 +189,81 @@ def normalisation_stats(total: np.ndarray, total_sq: np.ndarray, count: int) -> 
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
-def sample_weights(corpus: np.ndarray, emotion: np.ndarray, balance: str) -> np.ndarray:
-    """Per-window weights with mean 1: ``class`` equalises emotions, ``corpus_class`` every (corpus, emotion) cell.
+def balance_weights(counts: dict[tuple[str, str], int], balance: str) -> dict[tuple[str, str], float]:
+    """Weight per ``(corpus, emotion)`` cell from its window count, with mean 1 over all windows.
+
+    ``class`` equalises the emotions' total weight, ``corpus_class`` every cell's, ``none`` weighs all windows 1.
 
     Examples
     --------
-    >>> sample_weights(np.array(["a", "a", "a", "b"]), np.array(["x", "x", "y", "x"]), "corpus_class").round(2).tolist()
-    [0.67, 0.67, 1.33, 1.33]
+    >>> {k: round(v, 2) for k, v in balance_weights({("a", "x"): 2, ("a", "y"): 1, ("b", "x"): 1}, "corpus_class").items()}
+    {('a', 'x'): 0.67, ('a', 'y'): 1.33, ('b', 'x'): 1.33}
     """
     if balance == "none":
-        return np.ones(len(emotion), np.float32)
+        return {cell: 1.0 for cell in counts}
     if balance == "class":
-        keys = pd.Series(emotion)
+        group = {cell: cell[1] for cell in counts}
     elif balance == "corpus_class":
-        keys = pd.Series(corpus).str.cat(pd.Series(emotion), sep="/")
+        group = {cell: cell for cell in counts}
     else:
         raise ValueError(f"unknown balance {balance!r}; use none, class or corpus_class")
-    weights = 1.0 / keys.map(keys.value_counts()).to_numpy(np.float64)
-    return (weights * len(weights) / weights.sum()).astype(np.float32)
+    group_counts: dict = {}
+    for cell, n in counts.items():
+        group_counts[group[cell]] = group_counts.get(group[cell], 0) + n
+    total = sum(counts.values())
+    return {cell: total / (len(group_counts) * group_counts[group[cell]]) for cell in counts}
+
+
+def sample_weights(corpus: np.ndarray, emotion: np.ndarray, balance: str) -> np.ndarray:
+    """Per-window weights with mean 1 (see :func:`balance_weights`).
+
+    Examples
+    --------
+    >>> weights = sample_weights(np.array(["a", "a", "a", "b"]), np.array(["x", "x", "y", "x"]), "corpus_class")
+    >>> [round(float(w), 2) for w in weights]
+    [0.67, 0.67, 1.33, 1.33]
+    """
+    cells = list(zip(corpus.tolist(), emotion.tolist()))
+    weights = balance_weights(dict(Counter(cells)), balance)
+    return np.array([weights[cell] for cell in cells], np.float32)
 
 
 def train_dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, config: TrainConfig):
-    """Shuffled, repeated, batched ``tf.data`` of ``(windows, one-hot labels, weights)``, mixed up when configured.
+    """Shuffled, repeated, batched ``tf.data`` of in-memory ``(windows, one-hot labels, weights)`` (see :func:`batch_windows`)."""
+    import tensorflow as tf
 
-    ``x`` is already normalised. Mixup (Zhang et al. 2018) blends each batch with a shuffled copy of itself,
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+    return batch_windows(dataset.repeat(), batch_size, config)
+
+
+def streamed_train_dataset(chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], spec: FeatureSpec,
+                           batch_size: int, config: TrainConfig, shuffle_windows: int, seed: int):
+    """``tf.data`` over a stream of ``(windows, one-hot labels, weights)`` chunks: unbatched, shuffled in a buffer of
+    ``shuffle_windows`` windows, batched (see :func:`batch_windows`).
+
+    ``chunks()`` opens the stream (endless for training); the dataset never holds more than the buffer and a
+    few batches, whatever the size of the data behind it.
+    """
+    import tensorflow as tf
+
+    signature = (
+        tf.TensorSpec((None, *spec.window_shape), tf.float32),
+        tf.TensorSpec((None, len(EMOTIONS)), tf.float32),
+        tf.TensorSpec((None,), tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
+    return batch_windows(dataset.shuffle(shuffle_windows, seed=seed), batch_size, config, prefetch=2)
+
+
+def batch_windows(dataset, batch_size: int, config: TrainConfig, prefetch: int | None = None):
+    """Batches of an endless window dataset, mixed up when configured, auto-sharding off, prefetched.
+
+    Windows are already normalised. Mixup (Zhang et al. 2018) blends each batch with a shuffled copy of itself,
     labels and weights included, with one Beta(alpha, alpha) draw per example.
     """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-    dataset = dataset.repeat().batch(batch_size, drop_remainder=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
     if config.mixup_alpha > 0:
         alpha = config.mixup_alpha
 
@@ -235,7 +281,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size:
         dataset = dataset.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE if prefetch is None else prefetch)
 
 
 def one_hot(emotions: np.ndarray) -> np.ndarray:

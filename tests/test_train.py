@@ -1,10 +1,13 @@
-"""``ser train`` on a tiny synthetic feature set: two Ray Train workers, checkpoints, reload, recovery from a crash."""
+"""``ser train`` on a tiny synthetic feature set: the workers' window streams, two Ray Train workers, checkpoints, reload,
+recovery from a crash."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -13,7 +16,18 @@ import pandas as pd
 import pytest
 
 from jobs.extract import ExtractJobConfig, run_extract
-from jobs.train import BEST_WEIGHTS, TrainJobConfig, materialise, run_train, split_datasets
+from jobs.train import (
+    BEST_WEIGHTS,
+    TrainJobConfig,
+    cell_weights,
+    cycle_chunks,
+    read_shard,
+    read_split,
+    run_train,
+    scan_windows,
+    split_files,
+    worker_files,
+)
 from ser_core.features import FeatureSpec
 from ser_core.featurize import ExtractConfig
 from ser_core.splits import SplitConfig
@@ -34,8 +48,9 @@ def write_fake_ravdess(folder: Path, actors: range = range(1, 9), seconds: float
 
 
 def extract_tiny(corpus: Path, out: Path, splits: SplitConfig = SplitConfig()) -> str:
+    """Features with one augmented copy per training file, in shards of 8 utterances (7 shard files)."""
     config = ExtractJobConfig(corpora=(("ravdess", str(corpus)),), out=str(out), extract=ExtractConfig(augment_copies=1),
-                              splits=splits, progress=False)
+                              splits=splits, shard_size=8, progress=False)
     run_extract(config)
     return str(out)
 
@@ -50,6 +65,61 @@ def tiny_features(tmp_path_factory, local_ray) -> str:
 def tiny_config(features: str, out: Path, **changes) -> TrainJobConfig:
     train = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, patience=5)
     return TrainJobConfig(features=features, out=str(out), workers=2, cpus_per_worker=1.0, model=TINY_MODEL, train=train, **changes)
+
+
+def stream_inputs(features: str) -> tuple[list[str], FeatureSpec, tuple[np.ndarray, np.ndarray], dict]:
+    """Training shard files, spec, a normalisation and the corpus/class weights, as the driver hands them to workers."""
+    meta = scan_windows(features)
+    norm = (np.full(FeatureSpec().n_features, 1.0, np.float32), np.full(FeatureSpec().n_features, 2.0, np.float32))
+    weights = {(c, e): w for c, e, w in cell_weights(meta, "corpus_class")}
+    return split_files(meta, "train"), FeatureSpec(), norm, weights
+
+
+def test_in_each_pass_the_workers_streams_read_every_training_window_once(tiny_features):
+    files, spec, norm, weights = stream_inputs(tiny_features)
+    expected = np.concatenate([read_shard(uri, spec, "train", originals_only=False)[0] for uri in files])
+    streamed, labels, sample_weights = [], [], []
+    for rank in range(2):
+        mine = worker_files(files, rank, 2, seed=0, cycle=0)
+        for x, y, w in cycle_chunks(mine, spec, norm, weights, np.random.default_rng(rank), open_shards=2, chunk_windows=3):
+            assert len(x) <= 3
+            streamed.append(x)
+            labels.append(y)
+            sample_weights.append(w)
+    streamed, labels, sample_weights = np.concatenate(streamed), np.concatenate(labels), np.concatenate(sample_weights)
+    assert len(streamed) == len(expected)
+    row_sums = np.sort(streamed.sum(axis=(1, 2), dtype=np.float64))
+    np.testing.assert_allclose(row_sums, np.sort(((expected - norm[0]) / norm[1]).sum(axis=(1, 2), dtype=np.float64)), rtol=1e-5)
+    assert set(worker_files(files, 0, 2, seed=0, cycle=0)).isdisjoint(worker_files(files, 1, 2, seed=0, cycle=0))
+    assert worker_files(files, 0, 2, seed=0, cycle=0) != worker_files(files, 0, 2, seed=0, cycle=1)
+    per_class = [sample_weights[labels[:, k] == 1].sum() for k in range(labels.shape[1]) if (labels[:, k] == 1).any()]
+    np.testing.assert_allclose(per_class, per_class[0], rtol=1e-5)  # every (corpus, emotion) cell weighs the same
+    assert sample_weights.mean() == pytest.approx(1.0, rel=1e-5)
+
+
+STREAM_PEAK = """
+import sys, tracemalloc
+import numpy as np
+from jobs.train import cycle_chunks
+from tests.test_train import stream_inputs
+
+files, spec, norm, weights = stream_inputs(sys.argv[1])
+tracemalloc.start()
+chunks = cycle_chunks(files, spec, norm, weights, np.random.default_rng(0), open_shards=1, chunk_windows=2)
+streamed = sum(len(x) for x, _, _ in chunks)
+print(streamed, tracemalloc.get_traced_memory()[1])
+"""
+
+
+def test_a_workers_stream_holds_one_loaded_shard_not_the_training_set(tiny_features):
+    files, spec, _, _ = stream_inputs(tiny_features)
+    shard_bytes = [read_shard(uri, spec, "train", originals_only=False)[0].nbytes for uri in files]
+    # A fresh process: tracemalloc counts every thread's allocations, and this one runs Ray's.
+    run = subprocess.run([sys.executable, "-c", STREAM_PEAK, tiny_features], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    streamed, peak = map(int, run.stdout.split())
+    assert streamed * np.prod(spec.window_shape) * 4 == sum(shard_bytes)  # the whole training set went through
+    assert peak < 2 * max(shard_bytes) < sum(shard_bytes)  # numpy memory at any time: one shard and a few chunks
 
 
 def checkpoint_folders(run_dir: Path) -> list[Path]:
@@ -78,7 +148,8 @@ def test_two_workers_write_checkpoints_and_the_bundle_reloads_to_the_same_predic
 
     spec = FeatureSpec()
     bundle = load_bundle(out, expected_spec=spec)
-    x, _ = materialise(split_datasets(tiny_features)["validation"], spec)
+    parts, _ = read_split(split_files(scan_windows(tiny_features), "validation"), spec, "validation")
+    x = np.concatenate(parts)
     from_bundle = bundle.predict(x)
     latest = max(checkpoints, key=lambda p: json.loads((p / "state.json").read_text())["epoch"])
     with np.load(latest / BEST_WEIGHTS) as stored:
