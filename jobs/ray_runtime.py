@@ -2,8 +2,8 @@
 
 Verbosity (``ser -v``, ``SER_VERBOSITY``) is one number for the driver, its workers and ``ser submit`` jobs:
 
-* ``0`` (default): ``ser``'s own warnings, progress bars and summaries only. Ray's and Ray Data's console logs are
-  off, the driver's native stderr (TensorFlow's oneDNN/CUDA/absl notices, Ray's ``core_worker.cc`` lines) goes to
+* ``0`` (default): ``ser``'s own warnings, progress bars and summaries only. Ray's and Ray Data's console logs and
+  libraries' deprecation warnings are off, the driver's native stderr (TensorFlow's oneDNN/CUDA/absl notices, Ray's ``core_worker.cc`` lines) goes to
   :data:`NATIVE_STDERR_LOG`, and workers' output is not forwarded to the driver (Ray's log folder,
   ``/tmp/ray/session_latest/logs``, keeps it).
 * ``1`` (``-v``): ``ser``'s INFO logs too, and the workers' output (TensorFlow's start-up notices in it included).
@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import ray
@@ -78,6 +79,8 @@ def configure_output(level: int) -> None:
     os.environ.update(output_env(level))
     if level < LOUD:
         _native_stderr_to(NATIVE_STDERR_LOG)
+        for category in (DeprecationWarning, FutureWarning):  # libraries' notes to developers, not the user's data
+            warnings.simplefilter("ignore", category)
     logging.basicConfig(level=logging.INFO if level else logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
                         force=True)
     for name in LIBRARY_LOGGERS:
