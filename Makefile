@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 DEMO_VOICES := $(if $(wildcard $(CORPORA)/ravdess),--corpus ravdess=$(CORPORA)/ravdess --corpus tess=$(CORPORA)/tess --split test,)
 
 demo: setup
-	$(BIN)/ser make-archive $(DEMO_VOICES) --calls 8 --out $(DEMO_OUT)/archive
+	$(BIN)/ser make-archive $(DEMO_VOICES) --calls 8 --customer-turns 8 --out $(DEMO_OUT)/archive
 	$(BIN)/ser score --archive $(DEMO_OUT)/archive/audio --out $(DEMO_OUT)/reports
 	$(BIN)/ser report --reports $(DEMO_OUT)/reports --html $(DEMO_OUT)/report.html
 

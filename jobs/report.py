@@ -25,6 +25,8 @@ from ser_core.labels import EMOTIONS
 QUEUE = r"""coalesce(nullif(regexp_extract(replace(coalesce(source_uri, call_id), '\', '/'), '([^/]+)/[^/]+$', 1), ''), '(none)')"""
 QUEUE_COLUMN = rf"""CASE WHEN regexp_matches({QUEUE}, '^\d{{4}}-\d{{2}}-\d{{2}}$') THEN '(none)' ELSE {QUEUE} END AS queue"""
 
+EMOTION_LIST = ", ".join(f"'{e}'" for e in EMOTIONS)
+
 QUERIES: dict[str, str] = {
     "counts": """
 SELECT CAST(date AS VARCHAR) AS date,
@@ -45,11 +47,13 @@ SELECT error, count(*) AS calls FROM calls WHERE status = 'error' GROUP BY ALL O
 PIVOT (SELECT speaker_role, emotion, round(count(*) * 100.0 / sum(count(*)) OVER (PARTITION BY speaker_role), 1) AS pct
        FROM segments GROUP BY speaker_role, emotion)
 ON emotion IN ({emotions}) USING coalesce(first(pct), 0) GROUP BY speaker_role ORDER BY speaker_role""".format(
-        emotions=", ".join(f"'{e}'" for e in EMOTIONS)),
+        emotions=EMOTION_LIST),
     "emotions_by_date": """
-SELECT CAST(date AS VARCHAR) AS date, speaker_role, emotion,
-       round(count(*) * 100.0 / sum(count(*)) OVER (PARTITION BY date, speaker_role), 1) AS pct
-FROM segments GROUP BY date, speaker_role, emotion ORDER BY date, speaker_role, emotion""",
+PIVOT (SELECT CAST(date AS VARCHAR) AS date, speaker_role, emotion,
+              round(count(*) * 100.0 / sum(count(*)) OVER (PARTITION BY date, speaker_role), 1) AS pct
+       FROM segments GROUP BY date, speaker_role, emotion)
+ON emotion IN ({emotions}) USING coalesce(first(pct), 0) GROUP BY date, speaker_role ORDER BY date, speaker_role""".format(
+        emotions=EMOTION_LIST),
     "escalated": """
 SELECT call_id, CAST(date AS VARCHAR) AS date, queue,
        round(customer_negative_first, 2) AS negative_first, round(customer_negative_last, 2) AS negative_last,

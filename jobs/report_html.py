@@ -68,18 +68,17 @@ def emotion_mix_chart(mix: pd.DataFrame) -> Figure:
     """Per speaker role, the share of each emotion in that day's scored windows, one stacked bar per date."""
     roles = list(dict.fromkeys(mix["speaker_role"]))
     fig = Figure(figsize=(9, 2.6 * len(roles)))
-    axes = np.atleast_1d(fig.subplots(len(roles), 1, sharex=True, squeeze=False)[:, 0])
+    axes = fig.subplots(len(roles), 1, sharex=True, squeeze=False)[:, 0]
     for ax, role in zip(axes, roles):
-        table = mix[mix["speaker_role"] == role].pivot_table(index="date", columns="emotion", values="pct", fill_value=0)
+        table = mix[mix["speaker_role"] == role].set_index("date")
         bottom = np.zeros(len(table))
-        for emotion in [e for e in EMOTIONS if e in table.columns]:
-            ax.bar(table.index, table[emotion], bottom=bottom, color=EMOTION_COLOURS[emotion], label=emotion)
-            bottom += table[emotion].to_numpy()
+        for emotion in EMOTIONS:
+            ax.bar(table.index, table[emotion], bottom=bottom, color=EMOTION_COLOURS[emotion])
+            bottom += table[emotion].to_numpy(dtype=float)
         ax.set_ylim(0, 100)
         ax.set_ylabel(f"{role} %")
     axes[0].set_title("Emotion mix per speaker role over time")
-    present = [e for e in EMOTIONS if e in set(mix["emotion"])]
-    handles = [Patch(color=EMOTION_COLOURS[e], label=e) for e in present]
+    handles = [Patch(color=EMOTION_COLOURS[e], label=e) for e in EMOTIONS]
     fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
 

@@ -82,6 +82,9 @@ def test_report_counts_emotions_and_escalations(tmp_path):
     for role, channel in (("agent", 0), ("customer", 1)):
         expected = expected_shares(channel).reindex(list(EMOTIONS), fill_value=0.0)
         assert emotions.loc[role, list(EMOTIONS)].astype(float).tolist() == pytest.approx(expected.tolist())
+    by_date = report.tables["emotions_by_date"]  # the mix over time: each day's shares per role add up to 100 %
+    assert set(zip(by_date["date"], by_date["speaker_role"])) == {(d, role) for d in CALLS for role in ("agent", "customer")}
+    assert by_date[list(EMOTIONS)].sum(axis=1).round().eq(100).all()
     escalated = report.tables["escalated"]
     assert list(escalated["call_id"]) == ["d2/very-escalating", "d1/escalating"]  # largest rise first, calm call absent
     assert escalated["negative_last"].iloc[0] == 1.0
