@@ -247,7 +247,7 @@ def cli(ctx, address, wait, working_dir, no_working_dir, pip, image_uri, env_opt
         base = json.loads(runtime_env_json) if runtime_env_json else {}
     except json.JSONDecodeError as err:
         raise click.BadParameter(str(err), param_hint="--runtime-env-json") from None
-    base["env_vars"] = {**output_env(verbosity()), **base.get("env_vars", {})}  # ser -v reaches the job; the JSON wins
+    base["env_vars"] = {**output_env(verbosity()), **(base.get("env_vars") or {})}  # ser -v reaches the job; the JSON wins
     if no_working_dir:
         base.pop("working_dir", None)
     elif not working_dir and "working_dir" not in base and (PROJECT_ROOT / "pyproject.toml").is_file():
