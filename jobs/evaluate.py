@@ -83,16 +83,22 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     frontend_ref = ray.put(bundle.frontend)
     refs = [task.remote(known[i : i + config.shard_size], frontend_ref) for i in range(0, len(known), config.shard_size)]
     by_id = {u.utterance_id: u for u in known}
-    rows, errors, examples = [], [], {}
+    errors, examples, by_speaker = [], {}, {}
     for ref in refs:
         done, shard_errors = ray.get(ref)
         errors.extend(shard_errors)
         for utterance_id, windows in done:
             utt = by_id[utterance_id]
-            probs = bundle.predict(windows).mean(axis=0)
-            rows.append({"utterance_id": utterance_id, "corpus": utt.corpus, "speaker": utt.speaker, "emotion": utt.emotion,
-                         "predicted": bundle.labels[int(probs.argmax())]})
+            by_speaker.setdefault((utt.corpus, utt.speaker), []).append((utterance_id, windows))
             examples.setdefault(utt.emotion, windows[0])
+    rows = []
+    for speaker_utterances in by_speaker.values():  # a speaker's windows together: bundles may normalise per speaker
+        lengths = [len(w) for _, w in speaker_utterances]
+        probs = bundle.predict(bundle.frontend.speaker_centre(np.concatenate([w for _, w in speaker_utterances])))
+        for (utterance_id, _), part in zip(speaker_utterances, np.split(probs, np.cumsum(lengths)[:-1])):
+            utt = by_id[utterance_id]
+            rows.append({"utterance_id": utterance_id, "corpus": utt.corpus, "speaker": utt.speaker, "emotion": utt.emotion,
+                         "predicted": bundle.labels[int(part.mean(axis=0).argmax())]})
     frame = pd.DataFrame(rows, columns=["utterance_id", "corpus", "speaker", "emotion", "predicted"])
     report = {
         "model": config.model or "bundled model",

@@ -21,7 +21,7 @@ def predict_file(bundle, uri: str) -> dict:
     """``{"path", "emotion", "probabilities", "windows": [{"start_s", "emotion", "probabilities"}]}`` for one file."""
     samples = decode(uri, target_rate=bundle.spec.sample_rate, mono=True).samples[0]
     windows, starts = bundle.frontend.utterance_windows(samples)
-    probs = bundle.predict(windows)
+    probs = bundle.predict(bundle.frontend.speaker_centre(windows))  # one file, one speaker
     mean = probs.mean(axis=0)
 
     def labelled(p):

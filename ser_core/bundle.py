@@ -45,6 +45,9 @@ BUNDLE_FILE = "bundle.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "MODEL_CARD.md"
 BUNDLED_MODEL_DIR = Path(__file__).with_name("bundled_model")
+BUNDLED_MODELS: dict[str, Path] = {"cnn": BUNDLED_MODEL_DIR, "whisper-head": Path(__file__).with_name("bundled_whisper_head")}
+"""The bundles shipped in the package, by the name ``--model`` takes (a name wins over a folder of that name)."""
+DEFAULT_MODEL = "cnn"
 DEFAULT_KIND = "cnn"
 
 KERAS_MEMBERS = frozenset({"config.json", "model.weights.h5", "metadata.json"})
@@ -175,6 +178,9 @@ def frontend_of(kind: str, info: dict, spec: FeatureSpec) -> FeatureFrontend | E
     if kind == "whisper-head":
         from ser_core.whisper_model import embedding_spec
 
+        norm = info.get("speaker_norm")
+        if norm:
+            return EncoderFrontend(spec, embedding_spec(info), np.asarray(norm["prior"], np.float32), int(norm["prior_windows"]))
         return EncoderFrontend(spec, embedding_spec(info))
     return FeatureFrontend(spec)
 
@@ -253,7 +259,9 @@ def save_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, out
 
 
 def _folder(uri: str | Path | None) -> str:
-    return str(uri) if uri is not None else str(BUNDLED_MODEL_DIR)
+    """A bundle's location: a shipped bundle's name (``None``: the default one), a folder or a URI."""
+    name = DEFAULT_MODEL if uri is None else str(uri)
+    return str(BUNDLED_MODELS.get(name, name))
 
 
 def read_bundle_info(uri: str | Path | None = None) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 from ser_core.calls import ScoringConfig, WindowBatch, call_windows
 from ser_core.embeddings import EmbeddingSpec, region_embeddings, utterance_embeddings
 from ser_core.features import FeatureSpec, utterance_windows
+from ser_core.head import speaker_centre
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class FeatureFrontend:
         """Windows over the speech of each channel of ``samples`` ``(channels, frames)``."""
         return call_windows(samples, regions, self.spec, scoring)
 
+    def speaker_centre(self, windows: np.ndarray) -> np.ndarray:
+        """Windows of one speaker as the model takes them (frame features need no speaker normalisation)."""
+        return windows
+
 
 @dataclass
 class EncoderFrontend:
@@ -43,6 +48,8 @@ class EncoderFrontend:
 
     spec: FeatureSpec
     embedding: EmbeddingSpec
+    speaker_prior: np.ndarray | None = None  # set: each speaker's (a call channel's) windows are centred on their mean
+    prior_windows: int = 0
     _encoder: object = field(default=None, repr=False)
 
     @property
@@ -61,8 +68,22 @@ class EncoderFrontend:
     def utterance_windows(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return utterance_embeddings(samples, self.encoder, self.embedding)
 
+    def speaker_centre(self, windows: np.ndarray) -> np.ndarray:
+        """One speaker's pooled windows centred on their (shrunk) mean, when the bundle normalises speakers."""
+        if self.speaker_prior is None:
+            return windows
+        return speaker_centre(windows, self.speaker_prior, self.prior_windows)
+
     def call_windows(self, samples: np.ndarray, regions: list[np.ndarray], scoring: ScoringConfig) -> Iterator[WindowBatch]:
+        """Pooled windows over each channel's speech; with speaker normalisation a channel's windows are gathered
+        (about 4 KB each) and centred together, since a channel is one speaker."""
         for channel, (channel_samples, channel_regions) in enumerate(zip(samples, regions)):
-            for start_s, end_s, rms_db, pooled in region_embeddings(channel_samples, channel_regions, self.spec.hop_length,
-                                                                    self.encoder, self.embedding, scoring.min_region_s):
-                yield WindowBatch(channel, start_s, end_s, rms_db, pooled)
+            batches = [WindowBatch(channel, start_s, end_s, rms_db, pooled) for start_s, end_s, rms_db, pooled in
+                       region_embeddings(channel_samples, channel_regions, self.spec.hop_length, self.encoder, self.embedding,
+                                         scoring.min_region_s)]
+            if self.speaker_prior is not None and batches:
+                centred = self.speaker_centre(np.concatenate([b.windows for b in batches]))
+                offsets = np.cumsum([0] + [len(b.windows) for b in batches])
+                for batch, a, b in zip(batches, offsets[:-1], offsets[1:]):
+                    batch.windows = centred[a:b]
+            yield from batches

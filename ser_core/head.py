@@ -31,7 +31,19 @@ class HeadConfig:
     label_smoothing: float = 0.1
     balance: str = "corpus_class"
     speaker_norm: bool = False
+    speaker_prior_windows: int = 10  # shrinks a speaker's mean towards the training mean: weight n / (n + this)
+    copies: tuple[int, ...] = (0, 1)  # embedded copies fitted on: 0 as recorded, 1 telephone channel, 2.. augmented
     seed: int = 0
+
+
+RECIPES: dict[str, HeadConfig] = {
+    "logreg": HeadConfig(hidden=(), dropout=0.0, input_dropout=0.0),
+    "mlp256": HeadConfig(),
+    "mlp256_clean_only": HeadConfig(copies=(0,)),
+    "mlp256_speaker_norm": HeadConfig(speaker_norm=True),
+    "mlp512x256": HeadConfig(hidden=(512, 256)),
+}
+"""The head recipes compared by ``bench/encoder_sweep.py``; ``ser train-head --recipe`` takes one by name."""
 
 
 def build_head(dim: int, config: HeadConfig, n_classes: int = len(EMOTIONS)):
@@ -48,16 +60,30 @@ def build_head(dim: int, config: HeadConfig, n_classes: int = len(EMOTIONS)):
     return keras.Model(inputs, outputs, name="ser_whisper_head")
 
 
-def centre_by_group(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """``x`` minus the mean of its group's rows (per speaker in training, per channel in a call).
+def speaker_centre(x: np.ndarray, prior: np.ndarray, prior_windows: int) -> np.ndarray:
+    """One speaker's windows ``x`` minus their mean, shrunk towards ``prior`` as if ``prior_windows`` windows at
+    ``prior`` were added: a speaker heard for a few seconds is centred on little more than the training mean.
 
     Examples
     --------
-    >>> centre_by_group(np.array([[1.0], [3.0], [10.0]]), np.array(["a", "a", "b"])).ravel().tolist()
-    [-1.0, 1.0, 0.0]
+    >>> speaker_centre(np.array([[1.0], [3.0]]), np.array([0.0]), 0).ravel().tolist()
+    [-1.0, 1.0]
+    >>> speaker_centre(np.array([[1.0], [3.0]]), np.array([0.0]), 2).ravel().tolist()
+    [0.0, 2.0]
     """
-    frame = pd.DataFrame(x)
-    return (frame - frame.groupby(groups).transform("mean")).to_numpy(np.float32)
+    if not len(x):
+        return x.astype(np.float32)
+    centre = (x.sum(0) + prior_windows * prior) / (len(x) + prior_windows)
+    return (x - centre).astype(np.float32)
+
+
+def centre_by_group(x: np.ndarray, groups: np.ndarray, prior: np.ndarray, prior_windows: int) -> np.ndarray:
+    """:func:`speaker_centre` applied to the rows of each group (per speaker in training and evaluation)."""
+    out = np.empty_like(x, dtype=np.float32)
+    for group in pd.unique(groups):
+        rows = groups == group
+        out[rows] = speaker_centre(x[rows], prior, prior_windows)
+    return out
 
 
 def fit_head(x: np.ndarray, meta: pd.DataFrame, config: HeadConfig, epochs: int | None = None):
@@ -80,3 +106,8 @@ def fit_head(x: np.ndarray, meta: pd.DataFrame, config: HeadConfig, epochs: int 
     model.fit(data, epochs=epochs or config.epochs, verbose=0)
     return model
 
+
+
+def speaker_groups(meta: pd.DataFrame) -> np.ndarray:
+    """The speaker-normalisation group of each window: corpus, speaker and copy (a telephone copy is another channel)."""
+    return (meta["corpus"] + "/" + meta["speaker"] + "#" + meta["copy"].astype(str)).to_numpy()

@@ -49,16 +49,6 @@ def stage_whisper_head(model, spec: EmbeddingSpec, mean: np.ndarray, std: np.nda
     return folder
 
 
-def publish_whisper_head(model, spec: EmbeddingSpec, mean: np.ndarray, std: np.ndarray, out: str, info: dict,
-                         card: str | None = None) -> dict:
-    """Stage and publish a whisper-head bundle to ``out`` (folder or ``s3://``); returns its manifest."""
-    from ser_core.bundle import publish_bundle
-
-    with tempfile.TemporaryDirectory(prefix="ser-bundle-") as folder:
-        stage_whisper_head(model, spec, mean, std, folder, info, card)
-        return publish_bundle(folder, out)
-
-
 def embedding_spec(info: dict) -> EmbeddingSpec:
     """The bundle's :class:`EmbeddingSpec`, checked against the version it records."""
     from ser_core.bundle import BundleError

@@ -18,7 +18,8 @@ from ser_core.bundle import BundleError, load_bundle  # noqa: E402
 from ser_core.embeddings import EmbeddingSpec  # noqa: E402
 from ser_core.frontends import EncoderFrontend  # noqa: E402
 from ser_core.head import HeadConfig, build_head  # noqa: E402
-from ser_core.whisper_model import publish_whisper_head  # noqa: E402
+from ser_core.bundle import publish_bundle  # noqa: E402
+from ser_core.whisper_model import stage_whisper_head  # noqa: E402
 from tests.test_train import write_fake_ravdess  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -65,16 +66,27 @@ def test_train_head_bundle_evaluates_and_predicts(embedded):
     assert predicted.exit_code == 0 and clip.name in predicted.output
 
 
-def test_development_fit_records_no_validation_groups(embedded):
+def test_development_fit_with_speaker_normalisation(embedded):
     out = embedded / "shipped"
-    result = CliRunner().invoke(main, ["train-head", "--embeddings", str(embedded / "emb"), "--out", str(out), "--epochs", "1"])
+    result = CliRunner().invoke(main, ["train-head", "--embeddings", str(embedded / "emb"), "--out", str(out), "--epochs", "1",
+                                       "--recipe", "mlp256_speaker_norm"])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "bundle.json").read_text())
     assert info["held_out_groups"]["validation"]["ravdess"] == [] and info["held_out_groups"]["test"]["ravdess"]
+    assert info["speaker_norm"]["prior_windows"] == 10 and len(info["speaker_norm"]["prior"]) == 1024
+    frontend = load_bundle(out).frontend
+    windows = np.random.default_rng(0).normal(size=(30, 1024)).astype(np.float32) + 5.0
+    centred = frontend.speaker_centre(windows)
+    prior = np.asarray(info["speaker_norm"]["prior"], np.float32)
+    np.testing.assert_allclose(centred, windows - (windows.sum(0) + 10 * prior) / 40, rtol=1e-5, atol=1e-4)
+    shifted = frontend.speaker_centre(windows + 3.0)  # a speaker's constant offset is removed but for the prior's share
+    np.testing.assert_allclose(shifted - centred, 3.0 * 10 / 40, atol=1e-4)
+    assert (out / "MODEL_CARD.md").read_text().startswith("# Model card: ser whisper-head")
 
 
 def test_head_trained_on_other_encoder_weights_is_refused(tmp_path):
     spec = EmbeddingSpec(weights_sha256="0" * 64)
-    publish_whisper_head(build_head(spec.dim, HeadConfig(hidden=(4,))), spec, np.zeros(spec.dim), np.ones(spec.dim), str(tmp_path / "m"), {})
+    stage_whisper_head(build_head(spec.dim, HeadConfig(hidden=(4,))), spec, np.zeros(spec.dim), np.ones(spec.dim), tmp_path / "staged", {})
+    publish_bundle(tmp_path / "staged", str(tmp_path / "m"))
     with pytest.raises(BundleError, match="encoder weights"):
         load_bundle(tmp_path / "m")
