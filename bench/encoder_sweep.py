@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 
 import numpy as np
@@ -62,11 +63,11 @@ def fit_and_score(x, meta, train_rows, eval_rows, config: HeadConfig) -> dict:
     return results
 
 
-def run(folder: str, recipes: list[str]) -> dict:
+def run(folder: str, recipes: list[str], earlier: dict | None = None) -> dict:
     x, meta = load(folder)
     split = meta["split"].to_numpy()
     corpus = meta["corpus"].to_numpy()
-    out = {"embeddings": folder.rstrip("/").split("/")[-1], "windows": int(len(x)), "recipes": {}}
+    out = {"embeddings": folder.rstrip("/").split("/")[-1], "windows": int(len(x)), "recipes": dict((earlier or {}).get("recipes", {}))}
     for name in recipes:
         config = RECIPES[name]
         xp = prepare(x, meta, config)
@@ -96,8 +97,10 @@ def main() -> None:
     parser.add_argument("embeddings")
     parser.add_argument("--out", default="bench/results/encoder_sweep.json")
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--merge", action="store_true", help="Keep the other recipes already in --out (same embeddings).")
     args = parser.parse_args()
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": "2-vCPU x86-64 development VM", **run(args.embeddings, args.recipes)}
+    earlier = json.load(open(args.out)) if args.merge and os.path.exists(args.out) else None
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": "2-vCPU x86-64 development VM", **run(args.embeddings, args.recipes, earlier)}
     with open(args.out, "w") as handle:
         json.dump(result, handle, indent=2)
 

@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
-from ser_core.calls import (CallResult, NonFiniteError, ScoringConfig, WindowBatch, call_windows, in_emotion_order,
+from ser_core.calls import (CallResult, NonFiniteError, ScoringConfig, WindowBatch, in_emotion_order,
                             label_columns, prepare_call, speaker_role, speech_seconds, summarise_call, window_labels)
 from ser_core.labels import EMOTIONS
 from ser_core.model import BUNDLE_FILE, load_bundle_files, read_bundle_files
@@ -179,7 +179,7 @@ class CallScorer:
                 call = prepare_call(audio, spec, self.scoring)
                 facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.channels,
                              speech_s=[speech_seconds(r, spec) for r in call.regions])
-                for group in _batches(call_windows(call.channels, call.regions, spec, self.scoring), self.batch_size):
+                for group in _batches(self.bundle.frontend.call_windows(call.channels, call.regions, self.scoring), self.batch_size):
                     yield self._predict(call_id, group, scored)
                     scored += sum(len(chunk.windows) for chunk in group)
         except AudioDecodeError as err:
@@ -378,7 +378,8 @@ def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
         files = read_bundle_files(model)
         bundle = load_bundle_files(files, str(model or "bundled model"))
         label_columns(bundle.labels)
-        probe = bundle.predict(np.zeros((2, *bundle.spec.window_shape), np.float32))
+        bundle.frontend.check()
+        probe = bundle.predict(np.zeros((2, *bundle.frontend.input_shape), np.float32))
         if probe.shape != (2, len(bundle.labels)) or not np.isfinite(probe).all():
             raise ValueError(f"the model's output for silence has shape {probe.shape} or is not finite")
     except Exception as err:  # the job must not start with a model the actors cannot use

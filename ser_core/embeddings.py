@@ -115,24 +115,26 @@ def embedding_copies(samples: np.ndarray, spec: EmbeddingSpec, key: str, augment
     return copies
 
 
-def region_embeddings(samples: np.ndarray, regions: np.ndarray, hop_length: int, encoder: WhisperEncoder, spec: EmbeddingSpec,
+def region_embeddings(samples, regions: np.ndarray, hop_length: int, encoder: WhisperEncoder, spec: EmbeddingSpec,
                       min_region_s: float = 1.0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """``(start_s, end_s, rms_db, pooled)`` per speech region of one channel (regions in VAD frames of ``hop_length``).
 
-    Each region is encoded on its own (30 s chunks for longer ones) and pooled over the window grid; regions
-    shorter than ``min_region_s`` are not scored, as in the CNN's call windows.
+    ``samples`` is anything sliced by sample range like a 1-D array (an array, or a spooled channel). Each region is
+    encoded on its own (30 s chunks for longer ones) and pooled over the window grid; regions shorter than
+    ``min_region_s`` are not scored, as in the CNN's call windows.
     """
     out = []
     rate = spec.sample_rate
     for first, last in regions:
-        a, b = int(first) * hop_length, min(int(last) * hop_length, len(samples))
-        if (b - a) / rate < min_region_s:
+        a = int(first) * hop_length
+        segment = np.asarray(samples[a : int(last) * hop_length], np.float32)
+        if len(segment) / rate < min_region_s:
             continue
-        frames = encoder.frames(samples[a:b], rate)
+        frames = encoder.frames(segment, rate)
         bounds = window_bounds(len(frames), spec)
-        start_s = a / rate + np.array([s / FRAME_RATE for s, _ in bounds])
-        end_s = a / rate + np.array([min(e / FRAME_RATE, (b - a) / rate) for _, e in bounds])
-        spans = [samples[int(s * rate) : max(int(e * rate), int(s * rate) + 1)] for s, e in zip(start_s, end_s)]
+        starts = np.array([s / FRAME_RATE for s, _ in bounds])
+        ends = np.array([min(e / FRAME_RATE, len(segment) / rate) for _, e in bounds])
+        spans = [segment[int(s * rate) : max(int(e * rate), int(s * rate) + 1)] for s, e in zip(starts, ends)]
         rms_db = np.array([10 * np.log10(np.mean(np.square(span, dtype=np.float64)) + 1e-10) for span in spans], np.float32)
-        out.append((start_s, end_s, rms_db, pool(frames, bounds)))
+        out.append((a / rate + starts, a / rate + ends, rms_db, pool(frames, bounds)))
     return out

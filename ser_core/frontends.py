@@ -41,6 +41,9 @@ class FeatureFrontend:
         """Windows of one speaker as the model takes them (frame features need no speaker normalisation)."""
         return windows
 
+    def check(self) -> None:
+        """Nothing to verify beyond the bundle itself."""
+
 
 @dataclass
 class EncoderFrontend:
@@ -67,6 +70,12 @@ class EncoderFrontend:
 
     def utterance_windows(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return utterance_embeddings(samples, self.encoder, self.embedding)
+
+    def check(self) -> None:
+        """Verify the encoder weights (joined if needed, sha256 pinned) before any work; raises EncoderUnavailable."""
+        from ser_core.encoder import model_dir
+
+        model_dir()
 
     def speaker_centre(self, windows: np.ndarray) -> np.ndarray:
         """One speaker's pooled windows centred on their (shrunk) mean, when the bundle normalises speakers."""

@@ -41,6 +41,7 @@ RECIPES: dict[str, HeadConfig] = {
     "mlp256": HeadConfig(),
     "mlp256_clean_only": HeadConfig(copies=(0,)),
     "mlp256_speaker_norm": HeadConfig(speaker_norm=True),
+    "mlp256_speaker_norm_k0": HeadConfig(speaker_norm=True, speaker_prior_windows=0),
     "mlp512x256": HeadConfig(hidden=(512, 256)),
 }
 """The head recipes compared by ``bench/encoder_sweep.py``; ``ser train-head --recipe`` takes one by name."""

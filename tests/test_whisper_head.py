@@ -66,11 +66,18 @@ def test_train_head_bundle_evaluates_and_predicts(embedded):
     assert predicted.exit_code == 0 and clip.name in predicted.output
 
 
-def test_development_fit_with_speaker_normalisation(embedded):
+@pytest.fixture(scope="module")
+def shipped(embedded) -> Path:
+    """A head fitted on the development splits with speaker normalisation, as the shipped model is (1 epoch)."""
     out = embedded / "shipped"
     result = CliRunner().invoke(main, ["train-head", "--embeddings", str(embedded / "emb"), "--out", str(out), "--epochs", "1",
                                        "--recipe", "mlp256_speaker_norm"])
     assert result.exit_code == 0, result.output
+    return out
+
+
+def test_development_fit_with_speaker_normalisation(shipped):
+    out = shipped
     info = json.loads((out / "bundle.json").read_text())
     assert info["held_out_groups"]["validation"]["ravdess"] == [] and info["held_out_groups"]["test"]["ravdess"]
     assert info["speaker_norm"]["prior_windows"] == 10 and len(info["speaker_norm"]["prior"]) == 1024
@@ -90,3 +97,20 @@ def test_head_trained_on_other_encoder_weights_is_refused(tmp_path):
     publish_bundle(tmp_path / "staged", str(tmp_path / "m"))
     with pytest.raises(BundleError, match="encoder weights"):
         load_bundle(tmp_path / "m")
+
+
+def test_score_runs_a_whisper_head_bundle(shipped, tmp_path):
+    archive = tmp_path / "archive"
+    made = CliRunner().invoke(main, ["make-archive", "--calls", "2", "--out", str(archive), "--date", "2026-11-20"])
+    assert made.exit_code == 0, made.output
+    scored = CliRunner().invoke(main, ["score", "--archive", str(archive / "audio"), "--out", str(tmp_path / "out"),
+                                       "--model", str(shipped), "--workers", "1", "--no-progress"])
+    assert scored.exit_code == 0, scored.output
+    segments = pq.read_table(tmp_path / "out" / "segments").to_pandas()
+    calls = pq.read_table(tmp_path / "out" / "calls").to_pandas()
+    assert (calls["status"] == "ok").all() and len(calls) == 2
+    assert set(segments["speaker_role"]) == {"agent", "customer"} and len(segments) > 4
+    assert segments["model_version"].str.startswith("ser-whisper-head-").all()
+    assert ((segments["end_s"] - segments["start_s"]) <= 2.5 + 1e-6).all()
+    probs = segments[[c for c in segments.columns if c.startswith("prob_")]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
