@@ -28,15 +28,14 @@ demo: setup
 	$(BIN)/ser report --reports $(DEMO_OUT)/reports --html $(DEMO_OUT)/report.html
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --doctest-modules $(FAST_DESELECT) ser_core tests
 
-# Unit tests of ser_core (local files and a local fake S3 only) and the doctests in ser_core.
-FAST_TESTS := audio augment features splits vad score_calls corpora corpora_multilingual report_store model bundle encoder
+# tests/unit: the library on local files and a local fake S3 (no Ray, no training); tests/integration: jobs, clusters.
 # sample_weights' doctest prints float32 values with numpy 2 and fails until ser_core/model.py rounds Python floats.
 FAST_DESELECT := --deselect ser_core/model.py::ser_core.model.sample_weights
 
 test-fast: setup
-	$(BIN)/pytest -q --doctest-modules $(FAST_DESELECT) ser_core $(FAST_TESTS:%=tests/test_%.py)
+	$(BIN)/pytest -q --doctest-modules $(FAST_DESELECT) ser_core tests/unit
 
 bench: setup
 	$(BIN)/python bench/extract.py

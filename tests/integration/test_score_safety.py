@@ -19,8 +19,8 @@ import pytest
 
 from ser_core.labels import EMOTIONS
 from tests.audio_factory import speech_like, write_audio, write_speech
-from tests.test_audio import declare_huge
-from tests.test_score import (DATE, bundle, check_complete, connect, descendants_named, long_archive, rows,  # noqa: F401
+from tests.unit.test_audio import declare_huge
+from tests.integration.test_score import (DATE, bundle, check_complete, connect, descendants_named, long_archive, rows,  # noqa: F401
                               score, snapshot, turn_taking_call)
 
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")

@@ -19,7 +19,7 @@ import yaml
 
 from jobs.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 RAY_PIN = next(d for d in PYPROJECT["project"]["dependencies"] if d.startswith("ray[")).split("==")[1]

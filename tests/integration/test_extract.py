@@ -125,7 +125,7 @@ def test_shared_corpora_slice(local_ray, shared_corpora, tmp_path):
 
 
 def test_a_header_declaring_a_huge_length_is_an_error_row(local_ray, tmp_path):
-    from tests.test_audio import declare_huge
+    from tests.unit.test_audio import declare_huge
 
     root = tmp_path / "ravdess"
     make_ravdess_tree(root, actors=range(1, 3), emotions=(1,))
