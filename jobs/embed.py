@@ -23,6 +23,7 @@ import click
 import pyarrow as pa
 from tqdm import tqdm
 
+from jobs import options
 from jobs.extract import corpus_options, scan_all
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
@@ -133,14 +134,13 @@ def run_embed(config: EmbedJobConfig) -> dict:
 
 
 @click.command("embed")
-@click.option("--corpus", "corpora", multiple=True, required=True, metavar="NAME=PATH",
-              help="A corpus recipe and its root (as for ser extract). Repeatable.")
+@options.corpus("A corpus recipe and its root (as for ser extract). Repeatable.")
 @click.option("--out", required=True, help="Output folder or s3:// prefix.")
 @click.option("--augment", default=0, show_default=True, help="Random augmented copies per training utterance.")
 @click.option("--shard-size", default=40, show_default=True, help="Utterances per Ray task and Parquet shard.")
-@click.option("--workers", type=int, default=None, help="CPUs of the local in-process Ray (default: all).")
-@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
-@click.option("--no-progress", is_flag=True)
+@click.option("--local-cpus", "--workers", "workers", type=int, default=None, help="CPUs of the local in-process Ray (default: all; ignored with --ray-address).")
+@options.ray_address
+@options.no_progress
 def cli(corpora, out, augment, shard_size, workers, ray_address, no_progress) -> None:
     """Embed labelled corpora with the frozen Whisper-base encoder (pooled 2.5 s windows) into Parquet."""
     config = EmbedJobConfig(corpora=corpus_options(corpora), out=out, augment=augment, shard_size=shard_size,

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import ray
 
+from jobs import options
 from jobs.extract import corpus_options, scan_all
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
@@ -158,13 +159,12 @@ def format_table(report: dict) -> str:
 
 @click.command("evaluate")
 @click.option("--model", "model", default=None, help="Model bundle folder (default: the bundled model).")
-@click.option("--corpus", "corpora", multiple=True, required=True, metavar="NAME=PATH",
-              help="ravdess=DIR, tess=DIR, cremad=DIR or manifest=CSV; local or s3://. Repeatable.")
+@options.corpus("NAME=DIR (ravdess, tess, emovo, ased, turev, cremad) or manifest=CSV; local or s3://. Repeatable.")
 @click.option("--split", type=click.Choice(["test", "all"]), default="test", show_default=True,
               help="test: the speaker/word-disjoint test groups the bundle records (older bundles: recomputed, not guaranteed); all: every utterance.")
 @click.option("--json", "json_out", default=None, help="Write the full report (confusion matrices included) here.")
 @click.option("--plots", default=None, help="Folder for PNG figures.")
-@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+@options.ray_address
 def cli(model, corpora, split, json_out, plots, ray_address) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices of a model on labelled corpora."""
     try:

@@ -30,6 +30,7 @@ import pyarrow as pa
 import ray
 from tqdm import tqdm
 
+from jobs import options
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
 from ser_core.audio import AudioDecodeError
@@ -211,8 +212,7 @@ def corpus_options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 @click.command("extract")
-@click.option("--corpus", "corpora", multiple=True, required=True, metavar="NAME=PATH",
-              help="ravdess=DIR, tess=DIR, cremad=DIR or manifest=CSV; local or s3://. Repeatable.")
+@options.corpus("NAME=DIR (ravdess, tess, emovo, ased, turev, cremad) or manifest=CSV; local or s3://. Repeatable.")
 @click.option("--out", required=True, help="Output folder or s3:// prefix.")
 @click.option("--augment", default=0, show_default=True, help="Augmented copies per training utterance.")
 @click.option("--augment-seed", default=0, show_default=True)
@@ -221,9 +221,9 @@ def corpus_options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--split-seed", default=0, show_default=True)
 @click.option("--shard-size", default=40, show_default=True, help="Utterances per Ray task and Parquet shard.")
 @click.option("--cpus-per-task", default=1.0, show_default=True)
-@click.option("--workers", type=int, default=None, help="CPUs of the local in-process Ray (default: all).")
-@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
-@click.option("--no-progress", is_flag=True)
+@click.option("--local-cpus", "--workers", "workers", type=int, default=None, help="CPUs of the local in-process Ray (default: all; ignored with --ray-address).")
+@options.ray_address
+@options.no_progress
 def cli(corpora, out, augment, augment_seed, validation_fraction, test_fraction, split_seed, shard_size,
             cpus_per_task, workers, ray_address, no_progress) -> None:
     """Extract features from labelled corpora into Parquet shards."""

@@ -33,8 +33,8 @@ import pyarrow as pa
 import scipy.signal
 import soundfile as sf
 
+from jobs import options
 from jobs.extract import corpus_options, scan_all
-from jobs.score import parse_date_option
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.augment import telephone
@@ -319,8 +319,7 @@ def _readme(config: ArchiveConfig, summary: ArchiveSummary) -> str:
 
 
 @click.command("make-archive")
-@click.option("--corpus", "corpora", multiple=True, metavar="NAME=PATH",
-              help="Labelled corpus for the voices (as in ser extract); repeatable. None: synthetic voices.")
+@options.corpus("Labelled corpus for the voices (as in ser extract); repeatable. None: synthetic voices.", required=False)
 @click.option("--out", required=True, help="Output folder or s3:// prefix.")
 @click.option("--split", type=click.Choice([*SPLITS, "all"]), default="test", show_default=True,
               help="Which speakers' utterances to use: the held-out groups recorded in --model's bundle (all: every one).")
@@ -329,7 +328,7 @@ def _readme(config: ArchiveConfig, summary: ArchiveSummary) -> str:
               help="Number of calls [default: enough to use every utterance once as a customer turn; 10 if synthetic].")
 @click.option("--customer-turns", type=click.IntRange(min=1), default=4, show_default=True, help="Customer turns per call.")
 @click.option("--mono", is_flag=True, help="Mix agent and customer into one channel.")
-@click.option("--date", callback=parse_date_option, default=None, metavar="YYYY-MM-DD", help="Archive folder date [default: today, UTC].")
+@options.date("Archive folder date [default: today, UTC].")
 @click.option("--format", "audio_format", type=click.Choice(["wav", "flac"]), default="wav", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 def cli(corpora, out, split, model, calls, customer_turns, mono, date, audio_format, seed) -> None:

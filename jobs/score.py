@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
+from jobs import options
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
 from ser_core.calls import (CallResult, NonFiniteError, ScoringConfig, WindowBatch, in_emotion_order,
@@ -475,28 +476,18 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
             record(CallResult(call.call_id, call.uri, "error", f"the scoring worker died on this file {retries + 1} times"))
 
 
-def parse_date_option(_ctx, _param, value: str | None) -> str | None:
-    """Click callback: a ``YYYY-MM-DD`` date, normalised, or ``None``."""
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
-
-
 @click.command("score")
 @click.option("--archive", required=True, help="Folder or s3:// prefix of call recordings (searched recursively).")
 @click.option("--out", required=True, help="Report folder or s3:// prefix (segments/ and calls/ Parquet).")
-@click.option("--date", callback=parse_date_option, default=None, metavar="YYYY-MM-DD", help="Output partition [default: today, UTC].")
+@options.date("Output partition [default: today, UTC].")
 @click.option("--model", default=None, metavar="MODEL_DIR", help="Model bundle folder [default: the bundled model].")
 @click.option("--agent-channel", type=click.IntRange(0, 1), default=0, show_default=True,
               help="Channel of the agent in stereo calls; the other is the customer.")
 @click.option("--id-root", default=None, metavar="DIR_OR_S3",
               help="Call ids are paths relative to this [default: the archive, or its parent when it is a YYYY-MM-DD folder].")
 @click.option("--force", is_flag=True, help="Rescore calls already scored ok with this model (their rows are replaced).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Scoring actors, one CPU each [default: all CPUs].")
-@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+@click.option("--actors", "--workers", "workers", type=click.IntRange(min=1), default=None, help="Scoring actors, one CPU each [default: all CPUs].")
+@options.ray_address
 @click.option("--batch-size", default=256, show_default=True, help="Windows per model call.")
 @click.option("--calls-per-part", default=500, show_default=True, help="Calls per Parquet part file.")
 @click.option("--max-hours", type=click.FloatRange(min=0, min_open=True), default=ScoringConfig().max_seconds / 3600,
@@ -505,7 +496,7 @@ def parse_date_option(_ctx, _param, value: str | None) -> str | None:
               help="Retries of a call whose scoring worker died.")
 @click.option("--max-crashed-calls", type=click.IntRange(min=0), default=10, show_default=True,
               help="Calls whose worker died on every try before the job gives up.")
-@click.option("--no-progress", is_flag=True)
+@options.no_progress
 def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_address, batch_size, calls_per_part,
         max_hours, task_retries, max_crashed_calls, no_progress) -> None:
     """Score a call archive into Parquet emotion reports (incremental; safe to rerun)."""

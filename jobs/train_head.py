@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from jobs import options
 from ser_core import storage
 from ser_core.embeddings import EmbeddingSpec
 from ser_core.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
@@ -243,7 +244,7 @@ def write_figures(folder: Path, info: dict) -> list:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--experiments", default=None, metavar="JSON", help="bench/encoder_sweep.py results to record in the bundle and card.")
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
-@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+@options.ray_address
 def cli(embeddings, out, fit_on, recipe, epochs, seed, experiments, workers, ray_address) -> None:
     """Train the classifier head over frozen Whisper-base windows and write a whisper-head bundle."""
     info = run_train_head(TrainHeadJobConfig(embeddings=embeddings, out=out, recipe=recipe, fit_on=fit_on, epochs=epochs,
