@@ -47,7 +47,7 @@ CARD_FILE = "MODEL_CARD.md"
 BUNDLED_MODEL_DIR = Path(__file__).with_name("bundled_model")
 BUNDLED_MODELS: dict[str, Path] = {"cnn": BUNDLED_MODEL_DIR, "whisper-head": Path(__file__).with_name("bundled_whisper_head")}
 """The bundles shipped in the package, by the name ``--model`` takes (a name wins over a folder of that name)."""
-DEFAULT_MODEL = "cnn"
+DEFAULT_MODEL = "whisper-head"
 DEFAULT_KIND = "cnn"
 
 KERAS_MEMBERS = frozenset({"config.json", "model.weights.h5", "metadata.json"})

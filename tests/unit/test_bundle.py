@@ -176,8 +176,8 @@ def test_a_bundle_published_to_s3_loads_and_a_swapped_model_is_refused(tmp_path,
         load_bundle(f"{s3_bucket}/models/m1")
 
 
-def test_the_shipped_bundle_records_its_held_out_groups_and_hashes():
-    info = read_bundle_info()
+def test_the_shipped_cnn_records_its_held_out_groups_and_hashes():
+    info = read_bundle_info("cnn")
     held_out = HeldOutGroups.from_dict(info["held_out_groups"])
     assert held_out.test["ravdess"] == ("ravdess/actor02", "ravdess/actor07", "ravdess/actor17", "ravdess/actor20")
     assert held_out.validation["ravdess"] == ("ravdess/actor03", "ravdess/actor06", "ravdess/actor12", "ravdess/actor15")
@@ -203,3 +203,21 @@ def test_recorded_groups_decide_the_split_whatever_subset_is_scanned():
     assert [u.corpus for u in splits.unknown(subset)] == ["other"]
     recomputed = model_splits({}, subset)
     assert not recomputed.recorded and recomputed.assignment == {"c/a/1": "train", "c/t/1": "train", "other/x/1": "train"}
+
+
+def test_the_shipped_whisper_head_is_the_default_and_describes_itself():
+    from ser_core.bundle import BUNDLED_MODELS, DEFAULT_MODEL
+
+    assert DEFAULT_MODEL == "whisper-head"
+    folder = BUNDLED_MODELS["whisper-head"]
+    info = read_bundle_info()
+    assert info["model_kind"] == "whisper-head" and f"`{info['head_recipe']}`" in info["experiments"]["chosen"]
+    assert info["training"]["fit_splits"] == ["train", "validation"] and info["speaker_norm"]["prior_windows"] == 10
+    held_out = HeldOutGroups.from_dict(info["held_out_groups"])
+    assert held_out.test["ravdess"] == ("ravdess/actor02", "ravdess/actor07", "ravdess/actor17", "ravdess/actor20")
+    assert all(groups == () for groups in held_out.validation.values())  # validation speakers were trained on
+    assert set(held_out.test) == {"ravdess", "tess", "emovo", "ased", "turev"}
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert set(info["files"]) == on_disk - {BUNDLE_FILE}
+    text = (folder / BUNDLE_FILE).read_text() + (folder / "MODEL_CARD.md").read_text()
+    assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text

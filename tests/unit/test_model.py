@@ -108,7 +108,7 @@ def test_a_bundle_from_another_feature_version_is_refused(tmp_path):
 
 
 def test_the_shipped_bundle_loads_in_safe_mode_and_describes_itself():
-    bundle = load_bundle(expected_spec=SPEC)
+    bundle = load_bundle("cnn", expected_spec=SPEC)
     info = bundle.info
     assert bundle.labels == EMOTIONS
     assert bundle.model.count_params() < 2_000_000
@@ -128,7 +128,7 @@ def test_a_bundle_on_s3_loads_to_the_same_predictions(s3_bucket):
         if path.is_file():
             fs.put(str(path), f"{s3_bucket}/models/default/{path.name}")
     remote = load_bundle(f"{s3_bucket}/models/default", expected_spec=SPEC)
-    local = load_bundle()
+    local = load_bundle("cnn")
     windows = random_windows(3)
     assert remote.version == local.version and remote.path == f"{s3_bucket}/models/default"
     np.testing.assert_allclose(remote.predict(windows), local.predict(windows), atol=1e-6)
