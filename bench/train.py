@@ -17,7 +17,7 @@ classic
 
 Usage::
 
-    python bench/train.py job --features FEATURES [--workers 1 --workers 2] [--epochs 40] [--out-dir DIR]
+    python bench/train.py job --features FEATURES [--workers 1 --workers 2] [--epochs 40] [--out-dir DIR] [--machine TEXT]
     python bench/train.py classic --features FEATURES [--epochs 40]
 """
 
@@ -46,9 +46,24 @@ os.environ.pop("RAY_ADDRESS", None)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "date": time.strftime("%Y-%m-%d")}
+def machine(name: str | None = None) -> dict:
+    """This machine: ``name`` (a description such as "2-vCPU x86-64 development VM") when given, CPUs, platform, date."""
+    found = {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+             "date": time.strftime("%Y-%m-%d")}
+    return {"name": name, **found} if name else found
+
+
+def features_summary(features: str) -> dict:
+    """What a feature folder holds (from its ``metadata.json`` and window metadata), without naming its path."""
+    from jobs.train import scan_windows
+
+    metadata = json.loads(Path(features, "metadata.json").read_text())
+    meta = scan_windows(features)
+    originals = meta[meta["copy"] == 0].drop_duplicates("utterance_id")
+    return {"corpora": [name for name, _ in metadata.get("corpora", [])], "augment_copies": metadata.get("augment_copies"),
+            "utterances": int(len(originals)), "windows": int(len(meta)),
+            "windows_per_split": {k: int(v) for k, v in meta["split"].value_counts().items()},
+            "shard_files": int(meta["file"].nunique())}
 
 
 def _memory_kb(pid: int) -> tuple[int, int]:
@@ -79,7 +94,8 @@ def measure(command: list[str]) -> dict:
     """Wall time and peak summed RSS and PSS (shared object-store pages split between the processes mapping them)
     of ``command`` and all its descendants, sampled every 0.5 s."""
     started = time.time()
-    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    errors = tempfile.TemporaryFile("w+")
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
     peak_rss = peak_pss = 0
     while job.poll() is None:
         memory = [_memory_kb(pid) for pid in _descendants(job.pid)]
@@ -87,7 +103,8 @@ def measure(command: list[str]) -> dict:
         peak_pss = max(peak_pss, sum(m[1] for m in memory))
         time.sleep(0.5)
     if job.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed with status {job.returncode}")
+        errors.seek(0)
+        raise RuntimeError(f"{' '.join(command)} failed with status {job.returncode}:\n{errors.read()[-4000:]}")
     return {"wall_s": round(time.time() - started, 1), "peak_rss_total_mb": peak_rss // 1024, "peak_pss_total_mb": peak_pss // 1024,
             "output": job.stdout.read().strip()}
 
@@ -107,8 +124,10 @@ def run_job(features: str, workers: list[int], epochs: int, out_dir: Path) -> di
             "peak_rss_total_mb": measured["peak_rss_total_mb"],
             "peak_pss_total_mb": measured["peak_pss_total_mb"],
             "epochs_run": len(info["training"]["history"]),
+            "epoch_s": [round(h["seconds"], 1) for h in info["training"]["history"]],
+            "median_epoch_s": round(float(np.median([h["seconds"] for h in info["training"]["history"]])), 1),
+            "train_wall_s": info["training"]["wall_seconds"],
             "best_epoch": info["training"]["best_epoch"],
-            "bundle": str(out),
             "uar": {split: {corpus: r["uar"] for corpus, r in reports.items()} for split, reports in info["metrics"].items()},
         }
         print(json.dumps({n: runs[f"{n}_workers"]}), flush=True)
@@ -186,6 +205,7 @@ def main() -> None:
     job.add_argument("--epochs", type=int, default=30)
     job.add_argument("--out-dir", default=None, help="Where bundles and runs go (default: a temporary folder).")
     job.add_argument("--out", default=str(RESULTS / "train.json"))
+    job.add_argument("--machine", default=None, help="A description of this machine for the result.")
     classic = sub.add_parser("classic")
     classic.add_argument("--features", required=True)
     classic.add_argument("--epochs", type=int, default=40)
@@ -193,7 +213,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "job":
         out_dir = Path(args.out_dir or tempfile.mkdtemp(prefix="bench-train-"))
-        result = {"machine": machine(), "features": args.features, "epochs": args.epochs,
+        result = {"machine": machine(args.machine), "features": features_summary(args.features), "epochs": args.epochs,
+                  "sampler": "RSS and PSS summed over the job's process tree every 0.5 s",
                   "runs": run_job(args.features, args.workers or [1, 2], args.epochs, out_dir)}
     else:
         result = {"machine": machine(), "features": args.features, **run_classic(args.features, args.epochs)}
