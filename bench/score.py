@@ -17,7 +17,7 @@ memory
     the short one's, for the scoring actor and for all processes together.
 
 accuracy
-    Builds an archive from the ``test`` split of the given corpora (speakers the model did not train on), scores
+    Builds an archive from the ``--split`` (``test``) groups --model held out (speakers it did not train on), scores
     it, and labels each customer turn with the majority emotion of the customer segments overlapping it (turns
     no segment overlaps count as wrong). Compares that UAR with the clip-level UAR of the model on the same
     utterances as clean clips (trimmed, windowed, window probabilities averaged).
@@ -256,13 +256,12 @@ def accuracy(args) -> dict:
     from jobs.extract import corpus_options
     from jobs.make_archive import ArchiveConfig, make_archive
     from ser_core.audio import decode
-    from ser_core.features import utterance_windows
     from ser_core.labels import EMOTIONS
     from ser_core.metrics import classification_report
     from ser_core.model import load_bundle
 
     work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
-    made = make_archive(ArchiveConfig(out=str(work / "archive"), corpora=corpus_options(tuple(args.corpus)), split="test",
+    made = make_archive(ArchiveConfig(out=str(work / "archive"), corpora=corpus_options(tuple(args.corpus)), split=args.split, model=args.model,
                                       date="2026-11-23", seed=0))
     run = measure(score_command(work / "archive" / "audio", work / "reports", 2, args.model))
     truth = pd.read_parquet(work / "archive" / "ground_truth.parquet")
@@ -277,10 +276,13 @@ def accuracy(args) -> dict:
         pipeline.append(majority(list(overlapping["emotion"]), overlapping[prob_columns].to_numpy()) if len(overlapping) else "unscored")
 
     bundle = load_bundle(args.model)
-    clip = []
-    for uri in customer["source_uri"]:
-        batch, _ = utterance_windows(decode(uri, target_rate=bundle.spec.sample_rate, mono=True).samples[0], bundle.spec)
-        clip.append(EMOTIONS[int(bundle.predict(batch).mean(axis=0).argmax())])
+    clip = [""] * len(customer)
+    for _, turns in customer.groupby("speaker"):  # a speaker's clips together, as evaluate normalises them
+        windows = [bundle.frontend.utterance_windows(decode(uri, target_rate=bundle.spec.sample_rate, mono=True).samples[0])[0]
+                   for uri in turns["source_uri"]]
+        probs = bundle.predict(bundle.frontend.speaker_centre(np.concatenate(windows)))
+        for index, part in zip(turns.index, np.split(probs, np.cumsum([len(w) for w in windows])[:-1])):
+            clip[index] = EMOTIONS[int(part.mean(axis=0).argmax())]
     labels = (*EMOTIONS, "unscored")
     through = classification_report(list(customer["emotion"]), pipeline, labels)
     clips = classification_report(list(customer["emotion"]), clip, labels)
@@ -317,6 +319,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, action="append", default=None, help="Speed: worker counts [default: 1 and 2].")
     parser.add_argument("--short-minutes", type=float, default=5.0, help="Memory: the short call's minutes.")
     parser.add_argument("--long-hours", type=float, default=3.0, help="Memory: the long call's hours.")
+    parser.add_argument("--split", default="test", choices=["test", "validation"],
+                        help="Accuracy: the held-out split of --model the customers come from (validation to choose, test to report).")
     parser.add_argument("--out", default=None, help="Results JSON [default: bench/results/score_<mode>.json].")
     args = parser.parse_args()
     args.workers = args.workers or [1, 2]

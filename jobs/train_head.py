@@ -48,6 +48,7 @@ class TrainHeadJobConfig:
     fit_on: str = "development"
     workers: int = 1
     experiments: str | None = None  # bench/encoder_sweep.py output, recorded in the bundle and its card
+    choice_note: str | None = None  # why the recipe differs from the sweep's choice, when it does
     ray_address: str | None = None
 
 
@@ -213,8 +214,14 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
     }
     if config.experiments:
         sweep = json.loads(storage.read_bytes(config.experiments))
-        info["experiments"] = {**sweep, "chosen": f"Shipped recipe: `{config.recipe}`, chosen by the rule of bench/encoder_sweep.py "
-                                                  "(best sum of mean validation and mean LOCO UAR, telephone channel)."}
+        rule = "the rule of bench/encoder_sweep.py (best sum of mean validation and mean LOCO UAR, telephone channel)"
+        if config.recipe == sweep.get("chosen"):
+            chosen = f"Shipped recipe: `{config.recipe}`, chosen by {rule}."
+        elif config.choice_note:
+            chosen = f"Shipped recipe: `{config.recipe}`; {rule} picks `{sweep.get('chosen')}`. {config.choice_note}"
+        else:
+            raise click.ClickException(f"--recipe {config.recipe} is not the sweep's choice {sweep.get('chosen')}: say why with --choice-note")
+        info["experiments"] = {**sweep, "chosen": chosen}
     with tempfile.TemporaryDirectory(prefix="ser-bundle-") as folder:
         stage_whisper_head(model, spec, mean, std, folder, info, card=model_card(info))
         write_figures(Path(folder, "figures"), info)
@@ -243,12 +250,14 @@ def write_figures(folder: Path, info: dict) -> list:
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--experiments", default=None, metavar="JSON", help="bench/encoder_sweep.py results to record in the bundle and card.")
+@click.option("--choice-note", default=None, metavar="TEXT", help="Why --recipe is not the sweep's choice (recorded in the card).")
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
 @options.ray_address
-def cli(embeddings, out, fit_on, recipe, epochs, seed, experiments, workers, ray_address) -> None:
+def cli(embeddings, out, fit_on, recipe, epochs, seed, experiments, choice_note, workers, ray_address) -> None:
     """Train the classifier head over frozen Whisper-base windows and write a whisper-head bundle."""
     info = run_train_head(TrainHeadJobConfig(embeddings=embeddings, out=out, recipe=recipe, fit_on=fit_on, epochs=epochs,
-                                             seed=seed, workers=workers, experiments=experiments, ray_address=ray_address))
+                                             seed=seed, workers=workers, experiments=experiments, choice_note=choice_note,
+                                             ray_address=ray_address))
     click.echo(f"trained the head on {info['training']['windows']} windows ({fit_on}) in {info['training']['wall_seconds']:.0f} s; bundle in {out}")
     for split, reports in info["metrics"].items():
         for corpus, r in reports.items():
