@@ -2,14 +2,14 @@
 
 Data flow, streamed so that no process holds the training set: the driver reads only the metadata columns of
 the feature shards (window counts per split and (corpus, emotion) cell: the sample weights, the step count) and
-computes the per-feature normalisation in a streaming Ray Data pass over the training windows. Each worker then
-streams training windows straight from the Parquet shards (:func:`train_stream`: every pass over the data
-partitions the shard files across the workers afresh, a few shards are loaded at a time and drawn from at
-random into a ``tf.data`` shuffle buffer), normalising each file's windows as it loads them, and runs the same
-number of steps per epoch as every other worker under ``MultiWorkerMirroredStrategy`` (tf.data auto-sharding
-off). It holds the original copies of the validation split, scores them at utterance level after every epoch
-and reports a checkpoint; model selection and early stopping use the validation score only, never the test split.
-A failed worker makes Ray Train restart the group from the last checkpoint (``FailureConfig``); ``--resume``
+computes the per-feature normalisation in a few Ray tasks that stream over the shards and send back only sums.
+Each worker streams training windows straight from the Parquet shards (:func:`train_stream`: every pass over
+the data deals the shard files out to the workers afresh; a few shards are loaded at a time, normalised as they
+load, and drawn from at random through a shuffle buffer into batches, one ``tf.data`` dataset per epoch) and
+runs the same number of steps per epoch as every other worker under ``MultiWorkerMirroredStrategy`` (tf.data
+auto-sharding off). It holds the original copies of the validation split, scores them at utterance level after
+every epoch and reports a checkpoint; model selection and early stopping use the validation score only, never
+the test split. A failed worker makes Ray Train restart the group from the last checkpoint (``FailureConfig``); ``--resume``
 continues an interrupted run from its run folder. The driver finally loads the best weights, scores the
 validation and test splits and publishes the bundle (:mod:`ser_core.bundle`), with the held-out validation and
 test groups of every corpus so that ``evaluate``/``make-archive --split test`` use exactly what training held out.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -54,9 +55,12 @@ BEST_WEIGHTS = "best.weights.npz"
 TF_CHECKPOINT = "train"
 RUN_FEATURES = "features.json"  # in the run folder: what its checkpoints were trained on
 SELECTION_METRIC = "val_uar"
-OPEN_SHARDS = 8  # shard files a worker's stream draws from at once
+OPEN_SHARDS = 4  # shard files a worker's stream draws from at once
 CHUNK_WINDOWS = 16  # windows per draw from one shard
-SHUFFLE_WINDOWS = 1024  # a worker's tf.data shuffle buffer
+SHUFFLE_WINDOWS = 1024  # a worker's shuffle buffer (84 MB of windows)
+# glibc settings for the processes of a local Ray: few malloc arenas, and large arrays (shards, batches) always
+# mmapped so that freeing them returns the memory (the dynamic threshold would move them onto fragmenting heaps).
+LOCAL_RAY_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
 
 
 @dataclass(frozen=True)
@@ -155,23 +159,17 @@ def read_shard(uri: str, spec: FeatureSpec, split: str, originals_only: bool) ->
     return table_windows(table, spec), table.select(META_COLUMNS).to_pandas()
 
 
-def read_split(files: list[str], spec: FeatureSpec, split: str) -> tuple[list[np.ndarray], pd.DataFrame]:
-    """The original copies of ``split``: raw, writable windows per shard file (never concatenated) and their metadata."""
+def read_split(files: list[str], spec: FeatureSpec, split: str, norm: tuple[np.ndarray, np.ndarray] | None = None,
+               dtype: type = np.float32) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """The original copies of ``split``: windows per shard file (never concatenated), normalised by ``norm = (mean, std)``
+    when given and stored as ``dtype``, and their metadata."""
     windows, metas = [], []
     for uri in files:
         x, meta = read_shard(uri, spec, split, originals_only=True)
         if len(x):
-            windows.append(x.copy())  # frees the file's Arrow buffers
+            windows.append(((x - norm[0]) / norm[1] if norm else x).astype(dtype))  # a copy: frees the Arrow buffers
             metas.append(meta)
     return windows, pd.concat(metas, ignore_index=True) if metas else pd.DataFrame(columns=META_COLUMNS)
-
-
-def normalise_parts(parts: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
-    """``parts`` normalised in place (and returned)."""
-    for x in parts:
-        x -= mean
-        x /= std
-    return parts
 
 
 @dataclass
@@ -227,6 +225,49 @@ def cycle_chunks(files: list[str], spec: FeatureSpec, norm: tuple[np.ndarray, np
         yield loaded[i].x[part].copy(), loaded[i].y[part].copy(), loaded[i].w[part].copy()
 
 
+def shuffled_batches(stream: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], batch_size: int, buffer_windows: int,
+                     rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches of ``batch_size`` windows from a chunk stream, through a shuffle buffer of ``buffer_windows`` windows.
+
+    The buffer fills first; after that each incoming window takes the place of a random one, which goes out.
+    Chunks must not be larger than the buffer.
+    """
+    buffer: list[np.ndarray] = []
+    filled = 0
+    outgoing: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pending = 0
+    for chunk in stream:
+        if not buffer:
+            buffer = [np.empty((buffer_windows, *part.shape[1:]), part.dtype) for part in chunk]
+        take = min(len(chunk[0]), buffer_windows - filled)
+        for store, part in zip(buffer, chunk):
+            store[filled : filled + take] = part[:take]
+        filled += take
+        rest = [part[take:] for part in chunk]
+        if not len(rest[0]):
+            continue
+        slots = rng.choice(buffer_windows, len(rest[0]), replace=False)
+        outgoing.append(tuple(store[slots] for store in buffer))
+        for store, part in zip(buffer, rest):
+            store[slots] = part
+        pending += len(rest[0])
+        while pending >= batch_size:
+            joined = [np.concatenate(parts) for parts in zip(*outgoing)]
+            yield tuple(part[:batch_size] for part in joined)
+            outgoing = [tuple(part[batch_size:] for part in joined)]
+            pending -= batch_size
+
+
+def batches_per_worker_epoch(steps: int, world: int) -> int:
+    """Batches (of the global batch size) one worker feeds per epoch: ``MultiWorkerMirroredStrategy`` splits each of
+    a worker's batches into ``world`` per-replica batches, one per step, so a worker needs ``ceil(steps / world)``.
+
+    >>> batches_per_worker_epoch(steps=5, world=2)
+    3
+    """
+    return -(-steps // world)
+
+
 def train_stream(files: list[str], spec: FeatureSpec, norm: tuple[np.ndarray, np.ndarray], weights: dict, rank: int,
                  world: int, seed: int, first_cycle: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """A worker's endless stream of training chunks: pass after pass over its share of the shard files.
@@ -240,23 +281,28 @@ def train_stream(files: list[str], spec: FeatureSpec, norm: tuple[np.ndarray, np
         cycle += 1
 
 
-def _moments(batch, spec: FeatureSpec):
-    x = table_windows(batch, spec).reshape(-1, spec.n_features).astype(np.float64)
-    return {"sum": [x.sum(axis=0)], "sum_sq": [(x**2).sum(axis=0)], "count": [len(x)]}
+def shard_moments(files: list[str], spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-feature sums of the training frames of ``files`` and of their squares (float64), and the frame count."""
+    total, total_sq, count = np.zeros(spec.n_features), np.zeros(spec.n_features), 0
+    for uri in files:
+        x, _ = read_shard(uri, spec, "train", originals_only=False)
+        frames = x.reshape(-1, spec.n_features).astype(np.float64)
+        total += frames.sum(axis=0)
+        total_sq += (frames**2).sum(axis=0)
+        count += len(frames)
+    return total, total_sq, count
 
 
-def feature_normalisation(features: str, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std over every frame of the training windows: a streaming Ray Data pass (nothing kept)."""
-    import ray.data
-    from ray.data.expressions import col
+def feature_normalisation(files: list[str], spec: FeatureSpec, tasks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over every frame of the training windows: ``tasks`` Ray tasks, each streaming over its
+    share of the shard files and sending back sums; each task's process exits after it, so its memory goes back."""
+    import ray
 
     from ser_core.model import normalisation_stats
 
-    train = ray.data.read_parquet(storage.join(features, "features")).select_columns(["split", "features"]).filter(expr=col("split") == "train")
-    parts = train.map_batches(_moments, fn_kwargs={"spec": spec}, batch_format="pyarrow", batch_size=512).take_all()
-    total = np.sum([p["sum"] for p in parts], axis=0)
-    total_sq = np.sum([p["sum_sq"] for p in parts], axis=0)
-    return normalisation_stats(total, total_sq, int(sum(p["count"] for p in parts)))
+    task = ray.remote(num_cpus=1, max_calls=1)(shard_moments)
+    parts = ray.get([task.remote(files[i::tasks], spec) for i in range(min(tasks, len(files)))])
+    return normalisation_stats(np.sum([p[0] for p in parts], axis=0), np.sum([p[1] for p in parts], axis=0), sum(p[2] for p in parts))
 
 
 def utterance_predictions(window_probs: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
@@ -275,7 +321,8 @@ def selection_score(reports: dict) -> float:
 
 
 def _predict(model, parts: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
-    return np.concatenate([model(x[i : i + batch_size], training=False).numpy() for x in parts for i in range(0, len(x), batch_size)])
+    return np.concatenate([model(x[i : i + batch_size].astype(np.float32), training=False).numpy()
+                           for x in parts for i in range(0, len(x), batch_size)])
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -295,8 +342,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     weights = {(corpus, emotion): weight for corpus, emotion, weight in loop_config["weights"]}
-    x_val, meta_val = read_split(loop_config["validation_files"], spec, "validation")
-    normalise_parts(x_val, mean, std)
+    # Held for every epoch's scoring, in float16 (half the memory; normalised values lose nothing that matters).
+    x_val, meta_val = read_split(loop_config["validation_files"], spec, "validation", (mean, std), np.float16)
     steps = loop_config["steps_per_epoch"]
 
     tf.random.set_seed(train_config.seed + rank)
@@ -316,15 +363,17 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
         state["restored_from_epoch"] = state["epoch"]
 
-    def chunks():
-        return train_stream(loop_config["train_files"], spec, (mean, std), weights, rank, world, train_config.seed, state["epoch"])
-
-    dataset = ser_model.streamed_train_dataset(chunks, spec, train_config.batch_size, train_config, SHUFFLE_WINDOWS,
-                                               train_config.seed + rank)
+    stream = train_stream(loop_config["train_files"], spec, (mean, std), weights, rank, world, train_config.seed, state["epoch"])
+    rng = np.random.default_rng([train_config.seed, state["epoch"], rank])
+    batches = shuffled_batches(stream, train_config.batch_size, SHUFFLE_WINDOWS, rng)
+    per_epoch = batches_per_worker_epoch(steps, world)
     stop = state["epoch"] >= train_config.epochs
     while not stop:
         epoch = state["epoch"]
         started = time.time()
+        # A finite dataset per epoch: its generator has ended before fit() drops the iterator, since a generator
+        # call still running when an iterator is destroyed can hang the worker.
+        dataset = ser_model.streamed_train_dataset(lambda: itertools.islice(batches, per_epoch), spec, train_config)
         fitted = model.fit(dataset, steps_per_epoch=steps, initial_epoch=epoch, epochs=epoch + 1, verbose=0)
         reports = grouped_reports(utterance_predictions(_predict(model, x_val), meta_val))
         score = selection_score(reports)
@@ -457,15 +506,14 @@ def evaluate_splits(model, meta: pd.DataFrame, spec: FeatureSpec, mean: np.ndarr
     """Utterance-level reports per corpus and overall for the original copies of the ``validation`` and ``test`` splits."""
     metrics = {}
     for split in ("validation", "test"):
-        parts, split_meta = read_split(split_files(meta, split), spec, split)
+        parts, split_meta = read_split(split_files(meta, split), spec, split, (mean, std))
         if parts:
-            metrics[split] = grouped_reports(utterance_predictions(_predict(model, normalise_parts(parts, mean, std)), split_meta))
+            metrics[split] = grouped_reports(utterance_predictions(_predict(model, parts), split_meta))
     return metrics
 
 
 def run_train(config: TrainJobConfig) -> dict:
     """Run distributed training and write the bundle to ``config.out``; returns the bundle's info."""
-    import ray.data
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
@@ -479,18 +527,22 @@ def run_train(config: TrainJobConfig) -> dict:
     identity = features_identity(config.features, metadata)
     if config.resume:
         check_resume(config.run_storage, identity)
+    if config.ray_address is None:
+        for name, value in LOCAL_RAY_MALLOC_ENV.items():
+            os.environ.setdefault(name, value)  # inherited by the Ray processes started next
     ensure_ray(config.ray_address)
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
     meta = scan_windows(config.features)  # metadata columns only: the training windows are never loaded here
     n_train = int((meta["split"] == "train").sum())
     train_files = split_files(meta, "train")
     if n_train < config.train.batch_size or not (meta["split"] == "validation").any():
         raise click.ClickException(f"{config.features}: need at least {config.train.batch_size} training windows and a validation split")
+    if config.train.batch_size % config.workers:
+        raise click.ClickException(f"--batch-size {config.train.batch_size} must be a multiple of --workers {config.workers}")
     if len(train_files) < config.workers:
         raise click.ClickException(f"{config.features}: {len(train_files)} shard file(s) of training windows for {config.workers} "
                                    "workers; extract with a smaller --shard-size or train with fewer workers")
-    mean, std = feature_normalisation(config.features, spec)
+    mean, std = feature_normalisation(train_files, spec, tasks=max(1, config.workers))
 
     run_storage = config.run_storage
     run_name = "train"

@@ -229,20 +229,19 @@ def sample_weights(corpus: np.ndarray, emotion: np.ndarray, balance: str) -> np.
 
 
 def train_dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, config: TrainConfig):
-    """Shuffled, repeated, batched ``tf.data`` of in-memory ``(windows, one-hot labels, weights)`` (see :func:`batch_windows`)."""
+    """Shuffled, repeated, batched ``tf.data`` of in-memory ``(windows, one-hot labels, weights)`` (see :func:`finish_batches`)."""
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-    return batch_windows(dataset.repeat(), batch_size, config)
+    return finish_batches(dataset.repeat().batch(batch_size, drop_remainder=True), config)
 
 
-def streamed_train_dataset(chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], spec: FeatureSpec,
-                           batch_size: int, config: TrainConfig, shuffle_windows: int, seed: int):
-    """``tf.data`` over a stream of ``(windows, one-hot labels, weights)`` chunks: unbatched, shuffled in a buffer of
-    ``shuffle_windows`` windows, batched (see :func:`batch_windows`).
+def streamed_train_dataset(batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], spec: FeatureSpec,
+                           config: TrainConfig):
+    """``tf.data`` over ready-made ``(windows, one-hot labels, weights)`` batches from ``batches()`` (see :func:`finish_batches`).
 
-    ``chunks()`` opens the stream (endless for training); the dataset never holds more than the buffer and a
-    few batches, whatever the size of the data behind it.
+    Batches come whole (already shuffled), so the dataset holds only the few that are prefetched, whatever the
+    size of the data behind it.
     """
     import tensorflow as tf
 
@@ -251,19 +250,17 @@ def streamed_train_dataset(chunks: Callable[[], Iterator[tuple[np.ndarray, np.nd
         tf.TensorSpec((None, len(EMOTIONS)), tf.float32),
         tf.TensorSpec((None,), tf.float32),
     )
-    dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
-    return batch_windows(dataset.shuffle(shuffle_windows, seed=seed), batch_size, config, prefetch=2)
+    return finish_batches(tf.data.Dataset.from_generator(batches, output_signature=signature), config, prefetch=2)
 
 
-def batch_windows(dataset, batch_size: int, config: TrainConfig, prefetch: int | None = None):
-    """Batches of an endless window dataset, mixed up when configured, auto-sharding off, prefetched.
+def finish_batches(dataset, config: TrainConfig, prefetch: int | None = None):
+    """Batches mixed up when configured, auto-sharding off, prefetched.
 
     Windows are already normalised. Mixup (Zhang et al. 2018) blends each batch with a shuffled copy of itself,
     labels and weights included, with one Beta(alpha, alpha) draw per example.
     """
     import tensorflow as tf
 
-    dataset = dataset.batch(batch_size, drop_remainder=True)
     if config.mixup_alpha > 0:
         alpha = config.mixup_alpha
 

@@ -24,6 +24,7 @@ from jobs.train import (
     read_shard,
     read_split,
     run_train,
+    shuffled_batches,
     scan_windows,
     split_files,
     worker_files,
@@ -95,6 +96,17 @@ def test_in_each_pass_the_workers_streams_read_every_training_window_once(tiny_f
     per_class = [sample_weights[labels[:, k] == 1].sum() for k in range(labels.shape[1]) if (labels[:, k] == 1).any()]
     np.testing.assert_allclose(per_class, per_class[0], rtol=1e-5)  # every (corpus, emotion) cell weighs the same
     assert sample_weights.mean() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_the_shuffle_buffer_sends_each_window_out_once_and_out_of_order():
+    ids = np.arange(200, dtype=np.float32)
+    chunks = ((ids[i : i + 7, None], ids[i : i + 7, None] * 2, ids[i : i + 7]) for i in range(0, 200, 7))
+    batches = list(shuffled_batches(chunks, batch_size=16, buffer_windows=50, rng=np.random.default_rng(0)))
+    out = np.concatenate([w for _, _, w in batches])
+    assert all(len(w) == 16 for _, _, w in batches) and len(out) == (200 - 50) // 16 * 16
+    assert len(set(out.tolist())) == len(out)  # no window twice
+    assert all(np.array_equal(x[:, 0], w) and np.array_equal(y[:, 0], 2 * w) for x, y, w in batches)  # rows stay together
+    assert not np.array_equal(out, np.sort(out)) and np.ptp(out[:16]) > 16  # the first batch spans the buffer
 
 
 STREAM_PEAK = """
