@@ -12,7 +12,6 @@ Verbosity (``ser -v``, ``SER_VERBOSITY``) is one number for the driver, its work
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -101,12 +100,6 @@ def _quiet_ray_data(level: int) -> None:
             handler.setLevel(logging.ERROR)
 
 
-def _job_env_vars() -> set[str]:
-    """Variables the submitted job's runtime_env already sets (ray.init may not set them again)."""
-    config = json.loads(os.environ.get(JOB_CONFIG_ENV, "{}") or "{}")
-    return set((config.get("runtime_env") or {}).get("env_vars") or {})
-
-
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``); without one, start a private local Ray in-process.
 
@@ -117,9 +110,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     level = verbosity()
     address = address or os.environ.get("RAY_ADDRESS") or None
-    taken = _job_env_vars()
-    env_vars = {name: value for name, value in output_env(level).items() if name not in taken}
-    common = {"log_to_driver": level > 0, "configure_logging": False, "runtime_env": {"env_vars": env_vars}}
+    common = {"log_to_driver": level > 0, "configure_logging": False}
+    if JOB_CONFIG_ENV not in os.environ:
+        # Inside a submitted job the job's runtime env (which ser submit fills) already reaches the workers; a
+        # runtime_env given to ray.init there replaces the job's, and Ray then removes the working_dir under the
+        # running driver.
+        common["runtime_env"] = {"env_vars": output_env(level)}
     if address:
         ray.init(address=address, **common)
     else:

@@ -55,7 +55,10 @@ def relative_to(uri: str, root: str) -> str:
     """``uri``'s path relative to ``root`` with forward slashes."""
     _, path = filesystem(uri)
     _, root_path = filesystem(root)
-    return posixpath.relpath(path.replace(os.sep, "/"), root_path.rstrip("/").replace(os.sep, "/"))
+    path, root_path = path.replace(os.sep, "/"), root_path.rstrip("/").replace(os.sep, "/")
+    if path.startswith(root_path + "/"):  # the usual case, without touching the working directory
+        return path[len(root_path) + 1 :]
+    return posixpath.relpath(path, root_path)
 
 
 def parquet_files(folder: str) -> set[str]:

@@ -17,7 +17,7 @@ from ser_core.labels import EMOTIONS
 from ser_core.model import ModelConfig, build_model
 from ser_core.splits import HeldOutGroups, SplitConfig
 from tests.audio_factory import write_corrupt_files, write_speech
-from tests.test_train import write_fake_ravdess
+from tests.integration.test_train import write_fake_ravdess
 
 SPEC = FeatureSpec()
 

@@ -239,7 +239,7 @@ def call_archive(s3_server, tmp_path_factory) -> tuple[str, list[str]]:
     write_speech(local / "2024-04-30" / "queue-0" / "c-yesterday.wav", seconds=5.0, sample_rate=8000)
     root = f"{new_bucket('calls')}/archive"
     upload(local, root)
-    return root, calls
+    return root, [f"{DAY}/{call}" for call in calls]  # a day folder's call ids carry the day (unique across days)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from ser_core.frontends import EncoderFrontend  # noqa: E402
 from ser_core.head import HeadConfig, build_head  # noqa: E402
 from ser_core.bundle import publish_bundle  # noqa: E402
 from ser_core.whisper_model import stage_whisper_head  # noqa: E402
-from tests.test_train import write_fake_ravdess  # noqa: E402
+from tests.integration.test_train import write_fake_ravdess  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -113,7 +113,7 @@ STREAM_PEAK = """
 import sys, tracemalloc
 import numpy as np
 from jobs.train import cycle_chunks
-from tests.test_train import stream_inputs
+from tests.integration.test_train import stream_inputs
 
 files, spec, norm, weights = stream_inputs(sys.argv[1])
 tracemalloc.start()
@@ -128,7 +128,7 @@ def test_a_workers_stream_holds_one_loaded_shard_not_the_training_set(tiny_featu
     shard_bytes = [read_shard(uri, spec, "train", originals_only=False)[0].nbytes for uri in files]
     # A fresh process: tracemalloc counts every thread's allocations, and this one runs Ray's.
     run = subprocess.run([sys.executable, "-c", STREAM_PEAK, tiny_features], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     streamed, peak = map(int, run.stdout.split())
     assert streamed * np.prod(spec.window_shape) * 4 == sum(shard_bytes)  # the whole training set went through
     assert peak < 2 * max(shard_bytes) < sum(shard_bytes)  # numpy memory at any time: one shard and a few chunks
