@@ -202,16 +202,20 @@ def model_version(kind: str, data: bytes) -> str:
 
 
 def stage_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, folder: str | Path, info: dict | None = None,
-                 card: str | None = None) -> Path:
-    """Write a CNN bundle into the local ``folder`` for :func:`publish_bundle` (its manifest has no hashes yet)."""
+                 card: str | None = None, kind: str = DEFAULT_KIND, manifest: dict | None = None) -> Path:
+    """Write a bundle of ``kind`` into the local ``folder`` for :func:`publish_bundle` (its manifest has no hashes yet).
+
+    ``manifest`` adds a kind's own fields to ``bundle.json`` (the whisper-head's embedding spec, say).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / MODEL_FILE)
     payload = {
         **(info or {}),
-        "model_kind": DEFAULT_KIND,
-        "model_version": model_version(DEFAULT_KIND, (folder / MODEL_FILE).read_bytes()),
+        "model_kind": kind,
+        "model_version": model_version(kind, (folder / MODEL_FILE).read_bytes()),
         "labels": list(EMOTIONS),
+        **(manifest or {}),
         "feature_version": spec.version,
         "feature_spec": spec.to_dict(),
         "normalisation": {"mean": np.asarray(mean, float).tolist(), "std": np.asarray(std, float).tolist()},

@@ -9,8 +9,6 @@ in safe mode). The encoder weights are not in the bundle: they come from the pin
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,6 @@ import numpy as np
 from ser_core.embeddings import EmbeddingSpec
 from ser_core.encoder import WEIGHTS_SHA256
 from ser_core.features import FeatureSpec
-from ser_core.labels import EMOTIONS
 
 WHISPER_KIND = "whisper-head"
 
@@ -26,27 +23,10 @@ WHISPER_KIND = "whisper-head"
 def stage_whisper_head(model, spec: EmbeddingSpec, mean: np.ndarray, std: np.ndarray, folder: str | Path, info: dict,
                        card: str | None = None) -> Path:
     """Write a whisper-head bundle into the local ``folder`` for :func:`ser_core.bundle.publish_bundle`."""
-    from ser_core.bundle import BUNDLE_FILE, CARD_FILE, MODEL_FILE, model_version
+    from ser_core.bundle import stage_bundle
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / MODEL_FILE)
-    vad_spec = FeatureSpec(sample_rate=spec.sample_rate)
-    payload = {
-        **info,
-        "model_kind": WHISPER_KIND,
-        "model_version": model_version(WHISPER_KIND, (folder / MODEL_FILE).read_bytes()),
-        "labels": list(EMOTIONS),
-        "embedding_version": spec.version,
-        "embedding_spec": spec.to_dict(),
-        "feature_version": vad_spec.version,
-        "feature_spec": vad_spec.to_dict(),
-        "normalisation": {"mean": np.asarray(mean, float).tolist(), "std": np.asarray(std, float).tolist()},
-    }
-    (folder / BUNDLE_FILE).write_text(json.dumps(payload, indent=2))
-    if card is not None:
-        (folder / CARD_FILE).write_text(card)
-    return folder
+    return stage_bundle(model, FeatureSpec(sample_rate=spec.sample_rate), mean, std, folder, info, card, kind=WHISPER_KIND,
+                        manifest={"embedding_version": spec.version, "embedding_spec": spec.to_dict()})
 
 
 def embedding_spec(info: dict) -> EmbeddingSpec:
