@@ -28,14 +28,12 @@ demo: setup
 	$(BIN)/ser report --reports $(DEMO_OUT)/reports --html $(DEMO_OUT)/report.html
 
 test: setup
-	$(BIN)/pytest -q --doctest-modules $(FAST_DESELECT) ser_core tests
+	$(BIN)/pytest -q --doctest-modules ser_core tests
 
 # tests/unit: the library on local files and a local fake S3 (no Ray, no training); tests/integration: jobs, clusters.
-# sample_weights' doctest prints float32 values with numpy 2 and fails until ser_core/model.py rounds Python floats.
-FAST_DESELECT := --deselect ser_core/model.py::ser_core.model.sample_weights
 
 test-fast: setup
-	$(BIN)/pytest -q --doctest-modules $(FAST_DESELECT) ser_core tests/unit
+	$(BIN)/pytest -q --doctest-modules ser_core tests/unit
 
 bench: setup
 	$(BIN)/python bench/extract.py
