@@ -21,19 +21,12 @@ import time
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
+from jobs.train_head import read_embeddings
 from ser_core.head import RECIPES, HeadConfig, centre_by_group, fit_head, speaker_groups
 from ser_core.labels import EMOTIONS
 from ser_core.metrics import classification_report, utterance_probabilities
 
-
-
-def load(folder: str) -> tuple[np.ndarray, pd.DataFrame]:
-    """Pooled windows and their metadata from an embeddings folder."""
-    table = pq.read_table(f"{folder}/embeddings")
-    x = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
-    return x, table.drop(["embedding"]).to_pandas()
 
 
 def prepare(x: np.ndarray, meta: pd.DataFrame, config: HeadConfig) -> np.ndarray:
@@ -64,7 +57,7 @@ def fit_and_score(x, meta, train_rows, eval_rows, config: HeadConfig) -> dict:
 
 
 def run(folder: str, recipes: list[str], earlier: dict | None = None) -> dict:
-    x, meta = load(folder)
+    x, meta, _ = read_embeddings(folder)  # the same reader (and version check) as ser train-head
     split = meta["split"].to_numpy()
     corpus = meta["corpus"].to_numpy()
     out = {"embeddings": folder.rstrip("/").split("/")[-1], "windows": int(len(x)), "recipes": dict((earlier or {}).get("recipes", {}))}

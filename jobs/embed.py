@@ -14,7 +14,6 @@ Output::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from jobs import options
-from jobs.extract import corpus_options, scan_all
+from jobs.extract import corpus_options, scan_all, shard_key
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.augment import AugmentPolicy
@@ -78,13 +77,6 @@ def embed_shard(utts: list[Utterance], splits: dict[str, str], config: EmbedJobC
     return seconds
 
 
-def _shard_name(index: int, utts: list[Utterance], splits: dict[str, str], config: EmbedJobConfig) -> str:
-    digest = hashlib.sha256(repr((config.spec, config.augment, config.policy)).encode())
-    for utt in utts:
-        digest.update(f"{utt.utterance_id}|{utt.uri}|{utt.emotion}|{splits[utt.utterance_id]}\n".encode())
-    return f"shard-{index:05d}-{digest.hexdigest()[:12]}.parquet"
-
-
 def run_embed(config: EmbedJobConfig) -> dict:
     """Run the job; return its metadata (also written to ``OUT/metadata.json``)."""
     import ray
@@ -96,7 +88,8 @@ def run_embed(config: EmbedJobConfig) -> dict:
     splits = assign_splits(scan.utterances, config.splits)
     ordered = sorted(scan.utterances, key=lambda u: u.utterance_id)
     shards = [ordered[i : i + config.shard_size] for i in range(0, len(ordered), config.shard_size)]
-    planned = {_shard_name(i, shard, splits, config): shard for i, shard in enumerate(shards)}
+    settings = (config.spec, config.augment, config.policy)
+    planned = {f"shard-{i:05d}-{shard_key(shard, splits, settings)}.parquet": shard for i, shard in enumerate(shards)}
     out_dir, errors_dir = storage.join(config.out, "embeddings"), storage.join(config.out, "errors")
     for folder in (out_dir, errors_dir):
         for leftover in storage.parquet_files(folder) - set(planned):

@@ -90,8 +90,9 @@ def scan_all(corpora: tuple[tuple[str, str], ...]) -> CorpusScan:
     return scan
 
 
-def _shard_key(utts: list[Utterance], splits: dict[str, str], config: ExtractConfig) -> str:
-    digest = hashlib.sha256(repr(config).encode())
+def shard_key(utts: list[Utterance], splits: dict[str, str], settings: object) -> str:
+    """Hash of a shard's utterances, their splits and the ``settings`` (by repr) that change its rows."""
+    digest = hashlib.sha256(repr(settings).encode())
     for utt in utts:
         digest.update(f"{utt.utterance_id}|{utt.uri}|{utt.emotion}|{splits[utt.utterance_id]}\n".encode())
     return digest.hexdigest()[:12]
@@ -134,7 +135,7 @@ def run_extract(config: ExtractJobConfig) -> ExtractSummary:
     features_dir, errors_dir = storage.join(config.out, "features"), storage.join(config.out, "errors")
     planned = []
     for index, shard in enumerate(shards):
-        name = f"shard-{index:05d}-{_shard_key(shard, splits, config.extract)}.parquet"
+        name = f"shard-{index:05d}-{shard_key(shard, splits, config.extract)}.parquet"
         planned.append((name, shard))
     names = {name for name, _ in planned}
     done_features, done_errors = storage.parquet_files(features_dir), storage.parquet_files(errors_dir)
