@@ -4,7 +4,7 @@ Reads the output of ``ser embed`` and, for each recipe, fits heads in this proce
 (mean of window probabilities):
 
 * ``validation``: trained on the train split of every corpus, scored on each corpus's speaker-disjoint
-  validation split (TESS: word-disjoint), as recorded (copy 0) and through the telephone channel (copy 1);
+  validation split (TESS: word-disjoint), as recorded (copy 0) and through the call channel (copy 1);
 * ``loco``: for each corpus, trained on the train+validation splits of the other corpora, scored on that
   corpus's train+validation utterances (its test split stays unseen here too).
 
@@ -52,7 +52,7 @@ def fit_and_score(x, meta, train_rows, eval_rows, config: HeadConfig) -> dict:
         for corpus in sorted(truth["corpus"].unique()):
             mask = (truth["corpus"] == corpus).to_numpy()
             report = classification_report(truth["emotion"][mask].tolist(), predicted[mask].tolist())
-            results[f"{corpus}/{'clean' if copy == 0 else 'telephone'}"] = report["uar"]
+            results[f"{corpus}/{'clean' if copy == 0 else 'call'}"] = report["uar"]
     return results
 
 
@@ -70,19 +70,19 @@ def run(folder: str, recipes: list[str], earlier: dict | None = None) -> dict:
         for held in sorted(set(corpus)):
             scores = fit_and_score(xp, meta, (split != "test") & (corpus != held), (split != "test") & (corpus == held), config)
             loco.update(scores)
-        mean_val = float(np.mean([v for k, v in validation.items() if k.endswith("telephone")]))
-        mean_loco = float(np.mean([v for k, v in loco.items() if k.endswith("telephone")]))
+        mean_val = float(np.mean([v for k, v in validation.items() if k.endswith("call")]))
+        mean_loco = float(np.mean([v for k, v in loco.items() if k.endswith("call")]))
         out["recipes"][name] = {"config": dataclasses.asdict(config), "validation_uar": validation,
-                                "loco_uar": loco, "mean_validation_telephone": round(mean_val, 4),
-                                "mean_loco_telephone": round(mean_loco, 4), "seconds": round(time.time() - started, 1)}
+                                "loco_uar": loco, "mean_validation_call": round(mean_val, 4),
+                                "mean_loco_call": round(mean_loco, 4), "seconds": round(time.time() - started, 1)}
         print(name, json.dumps(out["recipes"][name]["validation_uar"]), json.dumps(loco), mean_val, mean_loco, flush=True)
     out["chosen"] = choose(out["recipes"])
     return out
 
 
 def choose(recipes: dict) -> str:
-    """The selection rule: the best mean of the mean validation and the mean LOCO UAR, telephone channel."""
-    return max(recipes, key=lambda name: recipes[name]["mean_validation_telephone"] + recipes[name]["mean_loco_telephone"])
+    """The selection rule: the best mean of the mean validation and the mean LOCO UAR, call channel."""
+    return max(recipes, key=lambda name: recipes[name]["mean_validation_call"] + recipes[name]["mean_loco_call"])
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """``ser embed``: labelled corpora to pooled Whisper-encoder windows in Parquet, one Ray task per shard.
 
 The same scan, split assignment and sharding as ``ser extract``; each task loads the encoder once and writes
-one Parquet shard (atomically), so a rerun skips finished shards. Every utterance is embedded as recorded and
-through the telephone channel; ``--augment N`` adds N random copies of training utterances.
+one Parquet shard (atomically), so a rerun skips finished shards. Every utterance is embedded as scoring will see
+it (:mod:`ser_core.examples`): the clip segmented as a one-turn call (copy 0) and as the customer turn of a
+simulated call (copy 1); ``--augment N`` adds N random copies of training utterances through the call channel.
 
 Output::
 
@@ -27,9 +28,13 @@ from jobs.extract import corpus_options, scan_all, shard_key
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.augment import AugmentPolicy
-from ser_core.embeddings import EmbeddingSpec, embedding_copies, embeddings_schema, utterance_embeddings
+from ser_core.embeddings import EmbeddingSpec, embeddings_schema
+from ser_core.examples import example_copies
+from ser_core.features import FeatureSpec
+from ser_core.frontends import EncoderFrontend
 from ser_core.manifest import Utterance
 from ser_core.schema import ERRORS
+from ser_core.segmentation import Segmentation
 from ser_core.splits import SplitConfig, assign_splits
 
 
@@ -40,6 +45,7 @@ class EmbedJobConfig:
     corpora: tuple[tuple[str, str], ...]
     out: str
     spec: EmbeddingSpec = EmbeddingSpec()
+    segmentation: Segmentation = Segmentation()
     splits: SplitConfig = SplitConfig()
     augment: int = 0
     policy: AugmentPolicy = AugmentPolicy()
@@ -51,10 +57,8 @@ class EmbedJobConfig:
 
 def embed_shard(utts: list[Utterance], splits: dict[str, str], config: EmbedJobConfig, out_uri: str, errors_uri: str) -> float:
     """Embed one shard; write its rows and its decode errors; return the seconds of audio decoded."""
-    from ser_core.encoder import WhisperEncoder
-
-    encoder = WhisperEncoder()
     spec = config.spec
+    frontend = EncoderFrontend(FeatureSpec(sample_rate=spec.sample_rate), spec, config.segmentation)
     rows, errors, seconds = [], [], 0.0
     for utt in utts:
         try:
@@ -65,8 +69,7 @@ def embed_shard(utts: list[Utterance], splits: dict[str, str], config: EmbedJobC
         seconds += len(samples) / spec.sample_rate
         split = splits[utt.utterance_id]
         augment = config.augment if split == "train" else 0
-        for copy, description, y in embedding_copies(samples, spec, utt.utterance_id, augment, config.policy):
-            vectors, starts = utterance_embeddings(y, encoder, spec)
+        for copy, description, vectors, starts in example_copies(frontend, samples, utt.utterance_id, augment, config.policy):
             for window, (vector, start) in enumerate(zip(vectors, starts)):
                 rows.append({"utterance_id": utt.utterance_id, "corpus": utt.corpus, "speaker": utt.speaker,
                              "gender": utt.gender, "split_group": utt.split_group, "split": split, "emotion": utt.emotion,
@@ -88,7 +91,7 @@ def run_embed(config: EmbedJobConfig) -> dict:
     splits = assign_splits(scan.utterances, config.splits)
     ordered = sorted(scan.utterances, key=lambda u: u.utterance_id)
     shards = [ordered[i : i + config.shard_size] for i in range(0, len(ordered), config.shard_size)]
-    settings = (config.spec, config.augment, config.policy)
+    settings = (config.spec, config.segmentation, config.augment, config.policy)
     planned = {f"shard-{i:05d}-{shard_key(shard, splits, settings)}.parquet": shard for i, shard in enumerate(shards)}
     out_dir, errors_dir = storage.join(config.out, "embeddings"), storage.join(config.out, "errors")
     for folder in (out_dir, errors_dir):
@@ -111,6 +114,7 @@ def run_embed(config: EmbedJobConfig) -> dict:
     metadata = {
         "embedding_version": config.spec.version,
         "embedding_spec": config.spec.to_dict(),
+        "segmentation": config.segmentation.to_dict(),
         "split_config": dataclasses.asdict(config.splits),
         "augment_copies": config.augment,
         "augment_policy": dataclasses.asdict(config.policy),

@@ -29,7 +29,7 @@ from ser_core.bundle import BundleError, load_bundle, model_splits
 from ser_core.features import FeatureSpec
 from ser_core.frontends import EncoderFrontend, FeatureFrontend
 from ser_core.manifest import Utterance
-from ser_core.metrics import grouped_reports
+from ser_core.metrics import NO_SPEECH, grouped_reports
 from ser_core.splits import ModelSplits
 
 
@@ -59,6 +59,13 @@ def featurize_shard(utts: list[Utterance], frontend: FeatureFrontend | EncoderFr
     return done, errors
 
 
+def utterance_label(bundle, windows: np.ndarray) -> str:
+    """The label of a clip (argmax of its windows' mean probabilities), or :data:`NO_SPEECH` (counted as a miss)."""
+    if not len(windows):
+        return NO_SPEECH
+    return bundle.labels[int(bundle.predict(windows).mean(axis=0).argmax())]
+
+
 def split_note(split: str, splits: ModelSplits) -> str:
     """What the evaluated split guarantees, in words."""
     if split == "all":
@@ -84,22 +91,16 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     frontend_ref = ray.put(bundle.frontend)
     refs = [task.remote(known[i : i + config.shard_size], frontend_ref) for i in range(0, len(known), config.shard_size)]
     by_id = {u.utterance_id: u for u in known}
-    errors, examples, by_speaker = [], {}, {}
+    errors, examples, rows = [], {}, []
     for ref in refs:
         done, shard_errors = ray.get(ref)
         errors.extend(shard_errors)
-        for utterance_id, windows in done:
+        for utterance_id, windows in done:  # each clip segmented and normalised as a one-turn call
             utt = by_id[utterance_id]
-            by_speaker.setdefault((utt.corpus, utt.speaker), []).append((utterance_id, windows))
-            examples.setdefault(utt.emotion, windows[0])
-    rows = []
-    for speaker_utterances in by_speaker.values():  # a speaker's windows together: bundles may normalise per speaker
-        lengths = [len(w) for _, w in speaker_utterances]
-        probs = bundle.predict(bundle.frontend.speaker_centre(np.concatenate([w for _, w in speaker_utterances])))
-        for (utterance_id, _), part in zip(speaker_utterances, np.split(probs, np.cumsum(lengths)[:-1])):
-            utt = by_id[utterance_id]
+            if len(windows):
+                examples.setdefault(utt.emotion, windows[0])
             rows.append({"utterance_id": utterance_id, "corpus": utt.corpus, "speaker": utt.speaker, "emotion": utt.emotion,
-                         "predicted": bundle.labels[int(part.mean(axis=0).argmax())]})
+                         "predicted": utterance_label(bundle, windows)})
     frame = pd.DataFrame(rows, columns=["utterance_id", "corpus", "speaker", "emotion", "predicted"])
     report = {
         "model": config.model or "bundled model",
@@ -110,6 +111,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         "excluded_corpora_not_trained_on": dict(untrained),
         "corpora": [list(c) for c in config.corpora],
         "utterances_scored": int(len(frame)),
+        "utterances_without_speech": int((frame["predicted"] == NO_SPEECH).sum()),
         "excluded_unknown_labels": dict(excluded),
         "rejected_files": {k: int(v) for k, v in Counter(r.reason.split(":")[0] for r in scan.rejected).items()},
         "decode_errors": len(errors),

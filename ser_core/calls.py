@@ -1,23 +1,20 @@
-"""One call, in one process: model windows over its speech, then the per-window labels and the per-call summary.
+"""One scored call, in one process: per-window labels and the per-call summary.
 
-Frame features are computed once per speech region (long regions in chunks whose windows continue the same
-hop grid), and the model windows are slices of that frame matrix. A region shorter than one window is tiled to
-a full window, as training tiled short utterances; regions shorter than ``min_region_s`` are speech (they
-count in speech seconds) but are not scored: too little of the window would be theirs.
+Where the speech is and how it is windowed is :mod:`ser_core.segmentation`; this module turns a model's window
+probabilities into labels (emotion, confidence, valence, arousal) and the call's row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ser_core.audio import MAX_SECONDS, SpooledAudio
-from ser_core.features import FeatureSpec, frame_features, windows
+from ser_core.audio import MAX_SECONDS
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS, VALENCE_AROUSAL
 from ser_core.schema import SPEAKER_ROLES
-from ser_core.vad import VadConfig, channel_energies, is_dual_mono, regions_from_levels, stream_frame_levels
+from ser_core.segmentation import NonFiniteError
 
 _VALENCE_AROUSAL = np.array([VALENCE_AROUSAL[e] for e in EMOTIONS], dtype=np.float32)  # (emotions, 2)
 _NEGATIVE = np.array([e in NEGATIVE_EMOTIONS for e in EMOTIONS])
@@ -25,63 +22,12 @@ _NEGATIVE = np.array([e in NEGATIVE_EMOTIONS for e in EMOTIONS])
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """How a call is cut into scored windows and how its summary is computed."""
+    """How a call is read and summarised (how it is segmented is the model bundle's :class:`~ser_core.segmentation.Segmentation`)."""
 
-    vad: VadConfig = VadConfig()
     agent_channel: int = 0
-    min_region_s: float = 1.0
-    max_chunk_s: float = 60.0
     escalation_min_segments: int = 6
     escalation_rise: float = 0.3
     max_seconds: float = MAX_SECONDS
-
-
-class NonFiniteError(ValueError):
-    """Features or probabilities that are not finite numbers (float audio with huge samples, for example)."""
-
-
-@dataclass
-class WindowBatch:
-    """Model windows of one channel: ``windows`` ``(n, frames, features)`` and per-window times and level."""
-
-    channel: int
-    start_s: np.ndarray
-    end_s: np.ndarray
-    rms_db: np.ndarray
-    windows: np.ndarray
-
-
-class ChannelSignal:
-    """One channel of spooled audio (``channel=None``: the mean of all), sliced by sample range like a 1-D array."""
-
-    def __init__(self, audio: SpooledAudio, channel: int | None):
-        self.audio, self.channel = audio, channel
-
-    def __getitem__(self, item: slice) -> np.ndarray:
-        block = self.audio.read(item.start, item.stop)
-        return block.mean(axis=0) if self.channel is None else block[self.channel]
-
-
-@dataclass
-class PreparedCall:
-    """A call ready for windowing: the signal of each scored channel and its speech regions."""
-
-    channels: list[ChannelSignal]
-    regions: list[np.ndarray]
-    dual_mono: bool
-
-
-def prepare_call(audio: SpooledAudio, spec: FeatureSpec, config: ScoringConfig) -> PreparedCall:
-    """Scored channels (one, the mean, for mono and dual-mono audio) and their speech regions, read in chunks.
-
-    Raises :class:`NonFiniteError` when the frame levels overflow (float audio with huge samples).
-    """
-    dual = audio.channels == 2 and is_dual_mono(sum(channel_energies(c) for c in audio.chunks()), config.vad)
-    signals = [ChannelSignal(audio, None)] if dual or audio.channels == 1 else [ChannelSignal(audio, c) for c in range(audio.channels)]
-    levels = stream_frame_levels(lambda a, b: np.stack([s[a:b] for s in signals]), audio.frames, len(signals), spec)
-    if not np.isfinite(levels).all():
-        raise NonFiniteError("frame levels are not finite (samples too large?)")
-    return PreparedCall(signals, regions_from_levels(levels, spec, config.vad), dual)
 
 
 def label_columns(labels: Sequence[str]) -> np.ndarray:
@@ -109,60 +55,6 @@ def speaker_role(channel: int, channels: int, agent_channel: int) -> str:
     if channels == 1:
         return "mono"
     return "agent" if channel == agent_channel else "customer"
-
-
-def chunk_bounds(start: int, end: int, spec: FeatureSpec, max_chunk_frames: int) -> list[tuple[int, int]]:
-    """Split the frame range ``[start, end)`` into chunks whose windows continue one hop grid without repeats.
-
-    Consecutive chunks overlap by ``window - hop`` frames, so the last regular window of a chunk ends flush with
-    it and the next chunk's first window is the next hop. A last chunk shorter than a window starts earlier,
-    one window before the end, rather than being tiled.
-    """
-    size, hop = spec.window_frames, spec.window_hop_frames
-    step = max(1, (max_chunk_frames - (size - hop)) // hop) * hop
-    bounds = []
-    a = start
-    while True:
-        b = min(a + step + size - hop, end)
-        if b == end and b - a < size:
-            a = max(start, end - size)
-        bounds.append((a, b))
-        if b >= end:
-            return bounds
-        a += step
-
-
-def channel_windows(samples: np.ndarray | ChannelSignal, regions: np.ndarray, spec: FeatureSpec, config: ScoringConfig) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(start_s, end_s, rms_db, windows)`` for each scored chunk of speech of one channel's ``samples``."""
-    hop, rate = spec.hop_length, spec.sample_rate
-    frame_s = hop / rate
-    rms_column = spec.feature_names.index("rms_db")
-    max_chunk = int(config.max_chunk_s / frame_s)
-    for region_start, region_end in regions:
-        if (region_end - region_start) * frame_s < config.min_region_s:
-            continue
-        for a, b in chunk_bounds(int(region_start), int(region_end), spec, max_chunk):
-            frames = frame_features(samples[a * hop : b * hop], spec)[: b - a]
-            if not np.isfinite(frames).all():
-                raise NonFiniteError("features are not finite (samples too large?)")
-            batch, starts = windows(frames, spec)
-            start_s = (a + starts) * frame_s
-            end_s = start_s + min(spec.window_frames, b - a) * frame_s
-            yield start_s, end_s, batch[:, :, rms_column].mean(axis=1), batch
-
-
-def call_windows(samples: np.ndarray | Sequence[ChannelSignal], regions: list[np.ndarray], spec: FeatureSpec,
-                 config: ScoringConfig) -> Iterator[WindowBatch]:
-    """Windows over the speech of every channel of ``samples`` (``(channels, frames)`` or channel signals), one batch
-    per chunk; :class:`NonFiniteError` if any feature is not finite."""
-    for channel, (channel_samples, channel_regions) in enumerate(zip(samples, regions)):
-        for start_s, end_s, rms_db, batch in channel_windows(channel_samples, channel_regions, spec, config):
-            yield WindowBatch(channel, start_s, end_s, rms_db, batch)
-
-
-def speech_seconds(regions: np.ndarray, spec: FeatureSpec) -> float:
-    """Total duration of speech ``regions`` in seconds."""
-    return float((regions[:, 1] - regions[:, 0]).sum() * spec.hop_length / spec.sample_rate) if len(regions) else 0.0
 
 
 def window_labels(probs: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,8 +1,8 @@
 """Pooled encoder windows: what the Whisper-head model sees, for training utterances and for speech in calls.
 
 A window is 2.5 s of encoder frames (1.25 s hop, the CNN's grid); its vector is the mean and the standard
-deviation of the frames over the window, concatenated (1,024 values for Whisper-base). Audio shorter than a
-window gives one window over all its frames. An :class:`EmbeddingSpec` fixes everything that changes the
+deviation of the frames over the window, concatenated (1,024 values for Whisper-base). A speech region shorter
+than a window gives one window over all its frames. Which regions are speech is :mod:`ser_core.segmentation`. An :class:`EmbeddingSpec` fixes everything that changes the
 numbers and hashes to the embedding version stored in every row and every bundle made from them.
 """
 
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ser_core.augment import AugmentPolicy, augment_copy, telephone
 from ser_core.encoder import FRAME_RATE, WEIGHTS_SHA256, WhisperEncoder
 
 
@@ -95,41 +94,19 @@ def pool(frames: np.ndarray, bounds: list[tuple[int, int]]) -> np.ndarray:
     return np.stack([np.concatenate([frames[a:b].mean(0), frames[a:b].std(0)]) for a, b in bounds]).astype(np.float32)
 
 
-def utterance_embeddings(samples: np.ndarray, encoder: WhisperEncoder, spec: EmbeddingSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled windows of one utterance at ``spec.sample_rate`` and their start times in seconds."""
-    frames = encoder.frames(samples, spec.sample_rate)
-    bounds = window_bounds(len(frames), spec)
-    return pool(frames, bounds), np.array([a / FRAME_RATE for a, _ in bounds])
-
-
-def embedding_copies(samples: np.ndarray, spec: EmbeddingSpec, key: str, augment: int, policy: AugmentPolicy) -> list[tuple[int, str, np.ndarray]]:
-    """The copies of an utterance that get embedded: ``(copy, description, samples)``.
-
-    Copy 0 is the original, copy 1 the same speech through the G.711 telephone channel (what calls sound
-    like), copies 2.. are random augmentations (see :func:`ser_core.augment.augment_copy`).
-    """
-    copies = [(0, "none", samples), (1, "telephone", telephone(samples, spec.sample_rate))]
-    for copy in range(2, 2 + augment):
-        y, description = augment_copy(samples, spec.sample_rate, policy, key, copy)
-        copies.append((copy, description, y))
-    return copies
-
-
-def region_embeddings(samples, regions: np.ndarray, hop_length: int, encoder: WhisperEncoder, spec: EmbeddingSpec,
-                      min_region_s: float = 1.0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def region_embeddings(samples, regions: np.ndarray, hop_length: int, encoder: WhisperEncoder,
+                      spec: EmbeddingSpec) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """``(start_s, end_s, rms_db, pooled)`` per speech region of one channel (regions in VAD frames of ``hop_length``).
 
     ``samples`` is anything sliced by sample range like a 1-D array (an array, or a spooled channel). Each region is
-    encoded on its own (30 s chunks for longer ones) and pooled over the window grid; regions shorter than
-    ``min_region_s`` are not scored, as in the CNN's call windows.
+    encoded on its own (30 s chunks for longer ones, level-normalised) and pooled over the window grid; a region
+    shorter than a window is one window over what it has.
     """
     out = []
     rate = spec.sample_rate
     for first, last in regions:
         a = int(first) * hop_length
         segment = np.asarray(samples[a : int(last) * hop_length], np.float32)
-        if len(segment) / rate < min_region_s:
-            continue
         frames = encoder.frames(segment, rate)
         bounds = window_bounds(len(frames), spec)
         starts = np.array([s / FRAME_RATE for s, _ in bounds])

@@ -1,4 +1,5 @@
-"""Labelled utterance in, feature rows out: decode, augment, window, for one utterance in one process."""
+"""Labelled utterance in, feature rows out: decode, then the utterance's training examples
+(:mod:`ser_core.examples`: the clip and the call channel, segmented as scoring segments) as CNN windows."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import numpy as np
 import pyarrow as pa
 
 from ser_core.audio import AudioDecodeError, decode
-from ser_core.augment import AugmentPolicy, augment_copy
-from ser_core.features import FeatureSpec, utterance_windows
+from ser_core.augment import AugmentPolicy
+from ser_core.examples import example_copies
+from ser_core.features import FeatureSpec
+from ser_core.frontends import FeatureFrontend
 from ser_core.manifest import Utterance
 from ser_core.schema import features_schema
+from ser_core.segmentation import NonFiniteError, Segmentation
 
 
 @dataclass(frozen=True)
@@ -19,13 +23,14 @@ class ExtractConfig:
     """What extraction computes: the feature spec, how many augmented copies of each training utterance, and how."""
 
     spec: FeatureSpec = FeatureSpec()
+    segmentation: Segmentation = Segmentation()
     augment_copies: int = 0
     policy: AugmentPolicy = AugmentPolicy()
     augment_splits: tuple[str, ...] = ("train",)
 
 
 def featurize_utterance(utt: Utterance, split: str, config: ExtractConfig) -> tuple[list[dict], float]:
-    """Feature rows (one per window of the original and of each augmented copy) and the decoded seconds.
+    """Feature rows (one per window of each example copy of the utterance) and the decoded seconds.
 
     Raises :class:`ser_core.audio.AudioDecodeError` when the file is not usable audio: it does not decode, its
     features are not finite, or it needs more memory than the process has.
@@ -34,19 +39,17 @@ def featurize_utterance(utt: Utterance, split: str, config: ExtractConfig) -> tu
         return _featurize(utt, split, config)
     except MemoryError:
         raise AudioDecodeError(utt.uri, "out of memory while featurising") from None
+    except NonFiniteError as err:
+        raise AudioDecodeError(utt.uri, str(err)) from None
 
 
 def _featurize(utt: Utterance, split: str, config: ExtractConfig) -> tuple[list[dict], float]:
     spec = config.spec
     samples = decode(utt.uri, target_rate=spec.sample_rate, mono=True).samples[0]
     copies = config.augment_copies if split in config.augment_splits else 0
+    frontend = FeatureFrontend(spec, config.segmentation)
     rows: list[dict] = []
-    for copy in range(copies + 1):
-        if copy == 0:
-            y, description = samples, "none"
-        else:
-            y, description = augment_copy(samples, spec.sample_rate, config.policy, utt.utterance_id, copy)
-        batch, starts = utterance_windows(y, spec)
+    for copy, description, batch, starts in example_copies(frontend, samples, utt.utterance_id, copies, config.policy):
         if not np.isfinite(batch).all():
             raise AudioDecodeError(utt.uri, f"features are not finite (copy {copy}; samples too large?)")
         for index, (window, start) in enumerate(zip(batch, starts)):

@@ -1,9 +1,10 @@
 """Front ends: how a model bundle turns audio into the windows its network takes.
 
 ``cnn`` bundles take frame-feature windows (:mod:`ser_core.features`); ``whisper-head`` bundles take pooled
-Whisper-encoder windows (:mod:`ser_core.embeddings`). Both give the same two views, so evaluation and the
-scoring job need not know which kind they run: the windows of one labelled utterance, and the windows over
-the speech regions of every channel of a call.
+Whisper-encoder windows (:mod:`ser_core.embeddings`). Both cut speech with the bundle's
+:class:`~ser_core.segmentation.Segmentation` and give the same two views, so training, evaluation, prediction and
+scoring need not know which kind they run: the windows over the speech regions of every channel of a call, and
+the windows of one clip, which is segmented as a one-turn call.
 """
 
 from __future__ import annotations
@@ -13,10 +14,20 @@ from typing import Iterator
 
 import numpy as np
 
-from ser_core.calls import ScoringConfig, WindowBatch, call_windows
-from ser_core.embeddings import EmbeddingSpec, region_embeddings, utterance_embeddings
-from ser_core.features import FeatureSpec, utterance_windows
+from ser_core.embeddings import EmbeddingSpec, region_embeddings
+from ser_core.features import FeatureSpec
 from ser_core.head import speaker_centre
+from ser_core.segmentation import Segmentation, WindowBatch, call_windows, clip_regions, scored_regions
+
+
+def clip_windows(frontend, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Model windows of one mono clip at ``frontend.spec.sample_rate`` segmented as a one-turn call, and their start
+    times in seconds; no windows when the clip holds no speech."""
+    regions = clip_regions(samples, frontend.spec, frontend.segmentation)
+    batches = list(frontend.call_windows(samples[np.newaxis], [regions]))
+    if not batches:
+        return np.zeros((0, *frontend.input_shape), np.float32), np.zeros(0)
+    return np.concatenate([b.windows for b in batches]), np.concatenate([b.start_s for b in batches])
 
 
 @dataclass(frozen=True)
@@ -24,18 +35,19 @@ class FeatureFrontend:
     """Frame features (log-mel, MFCC, ...) windowed for the CNN."""
 
     spec: FeatureSpec
+    segmentation: Segmentation = Segmentation()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.spec.window_shape
 
     def utterance_windows(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Model windows of one mono utterance at ``spec.sample_rate`` and their start times in seconds."""
-        return utterance_windows(samples, self.spec)
+        """Model windows of one mono clip (:func:`clip_windows`) and their start times in seconds."""
+        return clip_windows(self, samples)
 
-    def call_windows(self, samples: np.ndarray, regions: list[np.ndarray], scoring: ScoringConfig) -> Iterator[WindowBatch]:
+    def call_windows(self, samples: np.ndarray, regions: list[np.ndarray]) -> Iterator[WindowBatch]:
         """Windows over the speech of each channel of ``samples`` ``(channels, frames)``."""
-        return call_windows(samples, regions, self.spec, scoring)
+        return call_windows(samples, regions, self.spec, self.segmentation)
 
     def speaker_centre(self, windows: np.ndarray) -> np.ndarray:
         """Windows of one speaker as the model takes them (frame features need no speaker normalisation)."""
@@ -51,6 +63,7 @@ class EncoderFrontend:
 
     spec: FeatureSpec
     embedding: EmbeddingSpec
+    segmentation: Segmentation = Segmentation()
     speaker_prior: np.ndarray | None = None  # set: each speaker's (a call channel's) windows are centred on their mean
     prior_windows: int = 0
     _encoder: object = field(default=None, repr=False)
@@ -69,7 +82,8 @@ class EncoderFrontend:
         return self._encoder
 
     def utterance_windows(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return utterance_embeddings(samples, self.encoder, self.embedding)
+        """Pooled windows of one mono clip (:func:`clip_windows`) and their start times in seconds."""
+        return clip_windows(self, samples)
 
     def check(self) -> None:
         """Verify the encoder weights (joined if needed, sha256 pinned) before any work; raises EncoderUnavailable."""
@@ -83,13 +97,13 @@ class EncoderFrontend:
             return windows
         return speaker_centre(windows, self.speaker_prior, self.prior_windows)
 
-    def call_windows(self, samples: np.ndarray, regions: list[np.ndarray], scoring: ScoringConfig) -> Iterator[WindowBatch]:
+    def call_windows(self, samples: np.ndarray, regions: list[np.ndarray]) -> Iterator[WindowBatch]:
         """Pooled windows over each channel's speech; with speaker normalisation a channel's windows are gathered
         (about 4 KB each) and centred together, since a channel is one speaker."""
         for channel, (channel_samples, channel_regions) in enumerate(zip(samples, regions)):
+            speech = scored_regions(channel_regions, self.spec, self.segmentation)
             batches = [WindowBatch(channel, start_s, end_s, rms_db, pooled) for start_s, end_s, rms_db, pooled in
-                       region_embeddings(channel_samples, channel_regions, self.spec.hop_length, self.encoder, self.embedding,
-                                         scoring.min_region_s)]
+                       region_embeddings(channel_samples, speech, self.spec.hop_length, self.encoder, self.embedding)]
             if self.speaker_prior is not None and batches:
                 centred = self.speaker_centre(np.concatenate([b.windows for b in batches]))
                 offsets = np.cumsum([0] + [len(b.windows) for b in batches])

@@ -13,6 +13,9 @@ import pandas as pd
 
 from ser_core.labels import EMOTIONS
 
+NO_SPEECH = "(no speech)"
+"""The prediction for an utterance in which segmentation found no speech: a miss for every class."""
+
 
 def utterance_probabilities(utterance_ids: Sequence[str], window_probs: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Average window probabilities per utterance: ``(ids in first-seen order, probabilities (n, classes))``."""
@@ -24,11 +27,13 @@ def utterance_probabilities(utterance_ids: Sequence[str], window_probs: np.ndarr
 
 
 def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] = EMOTIONS) -> np.ndarray:
-    """Counts with true labels on rows and predictions on columns, both in ``labels`` order."""
+    """Counts with true labels on rows and predictions on columns, both in ``labels`` order (a prediction outside
+    ``labels``, such as :data:`NO_SPEECH`, is counted in no column)."""
     index = {label: i for i, label in enumerate(labels)}
     matrix = np.zeros((len(labels), len(labels)), np.int64)
     for true, pred in zip(y_true, y_pred):
-        matrix[index[true], index[pred]] += 1
+        if pred in index:
+            matrix[index[true], index[pred]] += 1
     return matrix
 
 
@@ -36,16 +41,19 @@ def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: 
     """Accuracy, UAR, macro-F1, per-class recall/F1/support and the confusion matrix, as plain JSON-able values.
 
     Classes absent from ``y_true`` are left out of UAR and macro-F1 (their recall is undefined) and listed
-    with ``null`` recall.
+    with ``null`` recall. An utterance predicted :data:`NO_SPEECH` counts in its class's support as a miss.
 
     Examples
     --------
     >>> r = classification_report(["sad", "sad", "happy"], ["sad", "happy", "happy"], labels=("happy", "sad"))
     >>> r["accuracy"], r["uar"]
     (0.6667, 0.75)
+    >>> classification_report(["sad", "sad"], ["sad", NO_SPEECH], labels=("happy", "sad"))["uar"]
+    0.5
     """
     matrix = confusion_matrix(y_true, y_pred, labels)
-    support = matrix.sum(axis=1)
+    true = pd.Series(list(y_true), dtype=object)
+    support = np.array([int((true == label).sum()) for label in labels])
     predicted = matrix.sum(axis=0)
     hits = np.diag(matrix)
     present = support > 0

@@ -25,22 +25,28 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import scipy.ndimage
 
 from ser_core.features import FeatureSpec
 
 
 @dataclass(frozen=True)
 class VadConfig:
-    """Thresholds (dB relative to full scale, or relative levels) and durations (seconds) of :func:`speech_regions`."""
+    """Thresholds (dB) and durations (seconds) of :func:`speech_regions`; see the module docstring."""
 
-    floor_db: float = -50.0
-    dynamic_range_db: float = 30.0
-    noise_margin_db: float = 10.0
-    crosstalk_db: float = 20.0
-    min_gap_s: float = 0.3
+    floor_db: float = -70.0
+    noise_window_s: float = 20.0
+    noise_smooth_s: float = 0.2
+    level_smooth_s: float = 0.1
+    start_db: float = 9.0
+    continue_db: float = 3.0
+    min_peak_s: float = 0.05
+    crosstalk_db: float = 15.0
+    min_gap_s: float = 0.5
     min_speech_s: float = 0.2
     min_modulation_db: float = 6.0
-    pad_s: float = 0.15
+    pad_s: float = 0.05
+    hangover_s: float = 0.15
     dual_mono_db: float = -30.0
 
 
@@ -119,15 +125,43 @@ def bridge_gaps(regions: np.ndarray, max_gap: int) -> np.ndarray:
     return np.stack([starts, ends], axis=1)
 
 
-def speech_masks(levels_db: np.ndarray, config: VadConfig) -> np.ndarray:
-    """Per-frame speech decisions (before smoothing) for ``(channels, frames)`` levels."""
-    loud = np.percentile(levels_db, 99, axis=1, keepdims=True)
-    noise = np.percentile(levels_db, 10, axis=1, keepdims=True)
-    threshold = np.maximum(np.maximum(config.floor_db, loud - config.dynamic_range_db), noise + config.noise_margin_db)
-    mask = levels_db > threshold
+def smoothed_levels(levels_db: np.ndarray, seconds: float, frame_s: float) -> np.ndarray:
+    """Levels (dB) averaged in power over ``seconds`` around each frame."""
+    size = max(1, int(round(seconds / frame_s)))
+    power = scipy.ndimage.uniform_filter1d(np.power(10.0, levels_db / 10), size, axis=1, mode="nearest")
+    return 10 * np.log10(np.maximum(power, 1e-12))
+
+
+def noise_floor(levels_db: np.ndarray, config: VadConfig, frame_s: float) -> np.ndarray:
+    """Each frame's noise floor per channel: the quietest ``noise_smooth_s`` stretch within ``noise_window_s`` around
+    it (minimum statistics), never above the channel's 10th percentile. Speech levels play no part, so a quiet
+    turn is judged against the line's noise, not against the loudest turn."""
+    smoothed = smoothed_levels(levels_db, config.noise_smooth_s, frame_s)
+    local = scipy.ndimage.minimum_filter1d(smoothed, max(1, int(round(config.noise_window_s / frame_s))), axis=1, mode="nearest")
+    return np.minimum(local, np.percentile(smoothed, 10, axis=1, keepdims=True))
+
+
+def speech_masks(levels_db: np.ndarray, config: VadConfig, frame_s: float) -> np.ndarray:
+    """Per-frame speech decisions (before padding) for ``(channels, frames)`` levels: runs of smoothed level
+    ``continue_db`` above the noise floor, gaps under ``min_gap_s`` bridged, that reach ``start_db`` above it for
+    ``min_peak_s`` and hold at least ``min_speech_s`` of unsmoothed frames above ``continue_db`` (a click widened by
+    smoothing is not speech)."""
+    noise = noise_floor(levels_db, config, frame_s)
+    smoothed = smoothed_levels(levels_db, config.level_smooth_s, frame_s)
+    floor = np.maximum(config.floor_db, noise + config.continue_db)
+    audible, raw_audible = smoothed > floor, levels_db > floor
+    strong = smoothed > np.maximum(config.floor_db, noise + config.start_db)
     if levels_db.shape[0] > 1:
-        mask &= levels_db >= levels_db.max(axis=0, keepdims=True) - config.crosstalk_db
-    return mask
+        own = levels_db >= levels_db.max(axis=0, keepdims=True) - config.crosstalk_db
+        audible &= own
+        strong &= own
+    min_peak, min_raw, min_gap = (max(1, int(round(s / frame_s))) for s in (config.min_peak_s, config.min_speech_s, config.min_gap_s))
+    masks = np.zeros_like(audible)
+    for channel in range(len(audible)):
+        peaks, raw = (np.concatenate([[0], np.cumsum(m[channel])]) for m in (strong, raw_audible & audible))
+        for a, b in bridge_gaps(runs(audible[channel]), min_gap):
+            masks[channel, a:b] = peaks[b] - peaks[a] >= min_peak and raw[b] - raw[a] >= min_raw
+    return masks
 
 
 def smooth(mask: np.ndarray, levels_db: np.ndarray, config: VadConfig, frame_s: float) -> np.ndarray:
@@ -137,15 +171,15 @@ def smooth(mask: np.ndarray, levels_db: np.ndarray, config: VadConfig, frame_s: 
     if len(regions):
         spread = np.array([np.subtract(*np.percentile(levels_db[a:b], [90, 10])) for a, b in regions])
         regions = regions[spread >= config.min_modulation_db]
-    pad = int(round(config.pad_s / frame_s))
-    padded = np.clip(regions + np.array([-pad, pad]), 0, mask.size - 1)  # frame n // hop: no region ends after the audio
+    pad = np.array([-round(config.pad_s / frame_s), round(config.hangover_s / frame_s)], dtype=np.int64)
+    padded = np.clip(regions + pad, 0, mask.size - 1)  # frame n // hop: no region ends after the audio
     return bridge_gaps(padded, 1)
 
 
 def regions_from_levels(levels: np.ndarray, spec: FeatureSpec, config: VadConfig = VadConfig()) -> list[np.ndarray]:
     """Speech regions of each channel from its frame levels (:func:`stream_frame_levels`)."""
-    masks = speech_masks(levels, config)
     frame_s = spec.hop_length / spec.sample_rate
+    masks = speech_masks(levels, config, frame_s)
     return [smooth(mask, level, config, frame_s) for mask, level in zip(masks, levels)]
 
 

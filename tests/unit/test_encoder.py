@@ -12,7 +12,9 @@ from tests.audio_factory import speech_like
 encoder = pytest.importorskip("ser_core.encoder")
 pytest.importorskip("ctranslate2")
 
-from ser_core.embeddings import EmbeddingSpec, region_embeddings, utterance_embeddings, window_bounds  # noqa: E402
+from ser_core.embeddings import EmbeddingSpec, region_embeddings, window_bounds  # noqa: E402
+from ser_core.features import FeatureSpec  # noqa: E402
+from ser_core.frontends import EncoderFrontend  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +62,17 @@ def test_fresh_cache_joins_the_two_halves(tmp_path, monkeypatch, whisper):
     assert not list(folder.glob("model.bin.tmp-*"))
 
 
-def test_utterance_and_region_windows(whisper):
+def test_clip_and_region_windows(whisper):
     spec = EmbeddingSpec()
-    vectors, starts = utterance_embeddings(speech_like(1.0, 8000), whisper, spec)
-    assert vectors.shape == (1, 1024) and starts.tolist() == [0.0]
-    vectors, starts = utterance_embeddings(speech_like(6.0, 8000), whisper, spec)
+    frontend = EncoderFrontend(FeatureSpec(), spec, _encoder=whisper)
+    silence = np.zeros(4000, np.float32)
+    vectors, starts = frontend.utterance_windows(np.concatenate([silence, speech_like(1.0, 8000), silence]))
+    assert vectors.shape == (1, 1024) and 0.3 <= starts[0] <= 0.5  # a clip's speech, not its silences, is pooled
+    vectors, starts = frontend.utterance_windows(speech_like(6.0, 8000))
     assert len(vectors) == len(window_bounds(300, spec)) == 4
     voice = np.concatenate([np.zeros(8000, np.float32), speech_like(4.0, 8000), np.zeros(8000, np.float32), speech_like(0.5, 8000)])
-    regions = np.array([[100, 500], [600, 650]])  # VAD frames of 10 ms: a 4 s region, then a 0.5 s one (too short to score)
-    [(start_s, end_s, rms_db, pooled)] = region_embeddings(voice, regions, 80, whisper, spec)
+    regions = np.array([[100, 500], [600, 650]])  # VAD frames of 10 ms: a 4 s region, then a 0.5 s one
+    (start_s, end_s, rms_db, pooled), short = region_embeddings(voice, regions, 80, whisper, spec)
     assert start_s.tolist() == [1.0, 2.24, 2.5] and end_s[-1] == pytest.approx(5.0)
     assert pooled.shape == (3, 1024) and (rms_db > -40).all()
+    assert short[0].tolist() == [6.0] and short[3].shape == (1, 1024)  # shorter than a window: pooled over what it has

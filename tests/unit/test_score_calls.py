@@ -1,26 +1,12 @@
-"""One call in one process: windows over speech regions, window labels, and the per-call summary."""
+"""One scored call: window labels and the per-call summary."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ser_core.calls import (
-    CallResult,
-    ScoringConfig,
-    channel_windows,
-    chunk_bounds,
-    escalation,
-    speaker_role,
-    summarise_call,
-    window_labels,
-)
-from ser_core.features import FeatureSpec, frame_features, window_starts, windows
+from ser_core.calls import CallResult, ScoringConfig, escalation, speaker_role, summarise_call, window_labels
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS, VALENCE_AROUSAL
-from tests.audio_factory import speech_like
-
-SPEC = FeatureSpec()
-FRAME_S = SPEC.hop_length / SPEC.sample_rate
 
 
 def one_hot(emotions: list[str]) -> np.ndarray:
@@ -33,48 +19,6 @@ def test_speaker_roles():
     assert speaker_role(0, 1, agent_channel=0) == "mono"
     assert [speaker_role(c, 2, agent_channel=0) for c in (0, 1)] == ["agent", "customer"]
     assert [speaker_role(c, 2, agent_channel=1) for c in (0, 1)] == ["customer", "agent"]
-
-
-@pytest.mark.parametrize("length", [SPEC.window_frames * 7 + 13, SPEC.window_frames * 3, SPEC.window_frames + 1])
-def test_chunks_continue_one_window_grid(length):
-    """Windows cut chunk by chunk start where windows over the whole region would, ending flush with it."""
-    start = 40
-    max_chunk = SPEC.window_frames * 2
-    bounds = chunk_bounds(start, start + length, SPEC, max_chunk)
-    assert len(bounds) > 1 or length <= max_chunk
-    chunked = sorted({a + s for a, b in bounds for s in window_starts(b - a, SPEC)})
-    whole = [start + s for s in window_starts(length, SPEC)]
-    assert chunked == whole
-    assert all(b - a <= max_chunk for a, b in bounds)
-
-
-def test_channel_windows_match_windows_over_the_region():
-    rate = SPEC.sample_rate
-    samples = speech_like(12.0, rate)
-    region = np.array([[100, 100 + int(6.0 / FRAME_S)]])
-    out = list(channel_windows(samples, region, SPEC, ScoringConfig()))
-    start_s, end_s, rms_db, batch = (np.concatenate(parts) for parts in zip(*out))
-    a, b = region[0]
-    expected, starts = windows(frame_features(samples[a * SPEC.hop_length : b * SPEC.hop_length], SPEC)[: b - a], SPEC)
-    assert np.allclose(batch, expected, atol=1e-4)
-    assert np.allclose(start_s, (a + starts) * FRAME_S)
-    assert np.allclose(end_s - start_s, SPEC.window_seconds)
-    assert end_s.max() == pytest.approx(b * FRAME_S)
-    rms = SPEC.feature_names.index("rms_db")
-    assert np.allclose(rms_db, expected[:, :, rms].mean(axis=1))
-
-
-def test_short_regions_are_tiled_or_skipped():
-    samples = speech_like(5.0, SPEC.sample_rate)
-    config = ScoringConfig(min_region_s=1.0)
-    short = int(1.5 / FRAME_S)
-    too_short = int(0.5 / FRAME_S)
-    regions = np.array([[0, short], [300, 300 + too_short]])
-    out = list(channel_windows(samples, regions, SPEC, config))
-    assert len(out) == 1
-    start_s, end_s, _, batch = out[0]
-    assert batch.shape == (1, *SPEC.window_shape)
-    assert (start_s[0], end_s[0]) == pytest.approx((0.0, short * FRAME_S))
 
 
 def test_window_labels_weight_the_circumplex():

@@ -72,9 +72,10 @@ def test_regions_follow_the_bursts():
     found = seconds(speech_regions(place(10.0, bursts)[np.newaxis], SPEC)[0])
     assert len(found) == len(bursts)
     tolerance = CONFIG.min_gap_s + CONFIG.pad_s  # a syllable envelope may start or end within the last gap
+    spread = CONFIG.level_smooth_s / 2 + SPEC.win_length / RATE / 2 + FRAME_S  # frames and their smoothing reach this far
     for (start, end), (a, b) in zip(bursts, found):
-        assert start - CONFIG.pad_s - FRAME_S <= a <= start + tolerance
-        assert end - tolerance <= b <= end + CONFIG.pad_s + FRAME_S
+        assert start - CONFIG.pad_s - spread <= a <= start + tolerance
+        assert end - tolerance <= b <= end + CONFIG.hangover_s + spread
 
 
 def test_short_gaps_are_bridged_and_blips_dropped():
