@@ -1,9 +1,9 @@
 """``ser make-archive``: a call-centre archive with ground truth, assembled from labelled corpora (or synthetic).
 
 Each call alternates agent and customer turns spoken by two different speakers, separated by pauses, passed
-through a telephone channel (300-3400 Hz band, G.711 mu-law, 8 kHz). Stereo calls carry the agent on channel 0
-and the customer on channel 1, each leaking ``leak_db`` into the other and over a faint noise floor; mono calls
-mix both. Customer turns take the split's utterances in turn (by default the ``test`` split: the held-out test
+through the call channel of :mod:`ser_core.call_sim` (each turn at its own level, spread ``--level-spread`` dB
+around its party's; 300-3400 Hz band; the other party's leak; a noise floor drawn from ``--noise-floor``; G.711
+mu-law; 8 kHz). Stereo calls carry the agent on channel 0 and the customer on channel 1; mono calls mix both. Customer turns take the split's utterances in turn (by default the ``test`` split: the held-out test
 groups recorded in the ``--model`` bundle, speakers the model never trained on), so without ``--calls`` every
 utterance of the split is one customer turn exactly once. A third of the calls put their customer's negative
 turns last (an escalating call). Agent turns prefer the agent speaker's neutral and happy utterances.
@@ -35,11 +35,9 @@ import soundfile as sf
 
 from jobs import options
 from jobs.extract import corpus_options, scan_all
-from ser_core import storage
+from ser_core import call_sim, storage
 from ser_core.audio import AudioDecodeError, decode
-from ser_core.augment import telephone
 from ser_core.bundle import BundleError, model_splits, read_bundle_info
-from ser_core.features import FeatureSpec, trim_silence
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_core.manifest import Utterance
 from ser_core.schema import GROUND_TRUTH
@@ -66,10 +64,7 @@ class ArchiveConfig:
     stereo: bool = True
     date: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).date().isoformat())
     queues: int = 2
-    pause_s: tuple[float, float] = (0.3, 1.2)
-    level_db: tuple[float, float] = (-24.0, -16.0)
-    leak_db: float = -30.0
-    noise_db: float = -60.0
+    conditions: call_sim.CallConditions = call_sim.CallConditions()
     audio_format: str = "wav"
     seed: int = 0
 
@@ -80,7 +75,7 @@ class ArchiveConfig:
 
 @dataclass(frozen=True)
 class Voice:
-    """One utterance ready to place in a call: 8 kHz telephone-band samples and where they came from."""
+    """One utterance ready to place in a call: its 8 kHz samples and where they came from."""
 
     samples: np.ndarray
     emotion: str
@@ -141,11 +136,10 @@ def synthetic_voices(config: ArchiveConfig, rng: np.random.Generator) -> tuple[d
 # -------------------------------------------------------------------------------------------- corpus voices
 
 
-def corpus_voice(utt: Utterance, spec: FeatureSpec) -> Voice:
-    """An utterance trimmed of its silences (as training trimmed it) through the telephone channel at 8 kHz."""
+def corpus_voice(utt: Utterance) -> Voice:
+    """An utterance at 8 kHz (the call channel trims its silences and gives it a line)."""
     samples = decode(utt.uri, target_rate=RATE, mono=True).samples[0]
-    return Voice(telephone(trim_silence(samples, spec), RATE), utt.emotion, f"{utt.corpus}/{utt.speaker}", utt.corpus,
-                 utt.utterance_id, utt.uri)
+    return Voice(samples, utt.emotion, f"{utt.corpus}/{utt.speaker}", utt.corpus, utt.utterance_id, utt.uri)
 
 
 def corpus_utterances(config: ArchiveConfig) -> tuple[list[Utterance], bool]:
@@ -166,19 +160,8 @@ def corpus_utterances(config: ArchiveConfig) -> tuple[list[Utterance], bool]:
 # ------------------------------------------------------------------------------------------ placing turns
 
 
-@dataclass
-class Turn:
-    voice: Voice
-    role: str
-    start_s: float
-
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.voice.samples.size / RATE
-
-
-def arrange(customer: list[Voice], agent: list[Voice], escalate: bool, config: ArchiveConfig, rng: np.random.Generator) -> list[Turn]:
-    """Agent and customer turns alternating (the agent opens and closes), with pauses between them."""
+def arrange(customer: list[Voice], agent: list[Voice], escalate: bool, rng: np.random.Generator) -> list[tuple[Voice, str]]:
+    """Agent and customer turns alternating (the agent opens and closes): ``(voice, role)`` in call order."""
     if escalate:
         customer = sorted(customer, key=lambda v: v.emotion in NEGATIVE_EMOTIONS)
     polite = [v for v in agent if v.emotion in ("neutral", "happy")] or agent
@@ -186,27 +169,14 @@ def arrange(customer: list[Voice], agent: list[Voice], escalate: bool, config: A
     for voice in customer:
         order += [(polite[int(rng.integers(len(polite)))], "agent"), (voice, "customer")]
     order.append((polite[int(rng.integers(len(polite)))], "agent"))
-    turns, clock = [], float(rng.uniform(*config.pause_s))
-    for voice, role in order:
-        turns.append(Turn(voice, role, clock))
-        clock = turns[-1].end_s + float(rng.uniform(*config.pause_s))
-    return turns
+    return order
 
 
-def render(turns: list[Turn], config: ArchiveConfig, rng: np.random.Generator) -> np.ndarray:
-    """The call's samples, ``(frames, 2)`` for stereo (agent, customer) or ``(frames,)`` for mono."""
-    frames = int((turns[-1].end_s + config.pause_s[1]) * RATE)
-    tracks = np.zeros((2, frames), np.float32)
-    levels = {role: 10 ** (rng.uniform(*config.level_db) / 20) for role in ("agent", "customer")}
-    for turn in turns:
-        voice = turn.voice.samples / (np.sqrt(np.mean(turn.voice.samples**2)) + 1e-9)
-        start = int(turn.start_s * RATE)
-        tracks[0 if turn.role == "agent" else 1, start : start + voice.size] += levels[turn.role] * voice
-    noise = 10 ** (config.noise_db / 20) * rng.standard_normal(tracks.shape).astype(np.float32)
-    if not config.stereo:
-        return np.clip(tracks.sum(axis=0) + noise[0], -1, 1)
-    leak = 10 ** (config.leak_db / 20)
-    return np.clip(np.stack([tracks[0] + leak * tracks[1], tracks[1] + leak * tracks[0]], axis=1) + noise.T, -1, 1)
+def render(order: list[tuple[Voice, str]], config: ArchiveConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[call_sim.Turn]]:
+    """The call's samples, ``(frames, 2)`` for stereo (agent, customer) or ``(frames,)`` for mono, and its turns."""
+    turns = call_sim.arrange([(0 if role == "agent" else 1, voice.samples) for voice, role in order], config.conditions, rng)
+    tracks = call_sim.render(turns, config.conditions, rng)
+    return (tracks.T if config.stereo else np.clip(tracks.sum(axis=0), -1, 1)), turns
 
 
 def _encode(samples: np.ndarray, audio_format: str) -> bytes:
@@ -231,12 +201,11 @@ def collect_voices(config: ArchiveConfig, rng: np.random.Generator, summary: Arc
     """Every speaker's voices, and the customer turns in order (a corpus speaker's utterances shuffled, speakers in turn)."""
     if config.synthetic:
         return synthetic_voices(config, rng)
-    spec = FeatureSpec()
     by_speaker: dict[str, list[Voice]] = defaultdict(list)
     utterances, summary.split_recorded = corpus_utterances(config)
     for utt in utterances:
         try:
-            by_speaker[f"{utt.corpus}/{utt.speaker}"].append(corpus_voice(utt, spec))
+            by_speaker[f"{utt.corpus}/{utt.speaker}"].append(corpus_voice(utt))
         except AudioDecodeError as err:
             summary.skipped_utterances.append(f"{utt.uri}: {err.reason}")
     if len(by_speaker) < 2:
@@ -254,19 +223,19 @@ def customer_groups(pool: list[Voice], size: int) -> list[list[Voice]]:
     return groups
 
 
-def truth_rows(call_id: str, turns: list[Turn], escalate: bool, config: ArchiveConfig) -> list[dict]:
-    """The call's rows of :data:`ser_core.schema.GROUND_TRUTH`."""
-    customer_negative = {t.voice.emotion in NEGATIVE_EMOTIONS for t in turns if t.role == "customer"}
+def truth_rows(call_id: str, order: list[tuple[Voice, str]], turns: list[call_sim.Turn], escalate: bool,
+               config: ArchiveConfig) -> list[dict]:
+    """The call's rows of :data:`ser_core.schema.GROUND_TRUTH` (a turn's times are its speech)."""
+    customer_negative = {voice.emotion in NEGATIVE_EMOTIONS for voice, role in order if role == "customer"}
     mood = "escalating" if escalate and len(customer_negative) == 2 else "mixed"
     return [
         {
-            "call_id": call_id, "turn": number, "role": turn.role,
-            "channel": (0 if turn.role == "agent" else 1) if config.stereo else 0,
-            "start_s": turn.start_s, "end_s": turn.end_s, "emotion": turn.voice.emotion, "speaker": turn.voice.speaker,
-            "corpus": turn.voice.corpus, "utterance_id": turn.voice.utterance_id, "source_uri": turn.voice.source_uri,
+            "call_id": call_id, "turn": number, "role": role, "channel": turn.party if config.stereo else 0,
+            "start_s": turn.start_s, "end_s": turn.end_s, "emotion": voice.emotion, "speaker": voice.speaker,
+            "corpus": voice.corpus, "utterance_id": voice.utterance_id, "source_uri": voice.source_uri,
             "call_mood": mood, "synthetic": config.synthetic,
         }
-        for number, turn in enumerate(turns)
+        for number, ((voice, role), turn) in enumerate(zip(order, turns))
     ]
 
 
@@ -282,12 +251,12 @@ def make_archive(config: ArchiveConfig) -> ArchiveSummary:
         customer = groups[order[index % len(groups)]]
         agents = sorted(s for s in by_speaker if s != customer[0].speaker)
         escalate = index % 3 == 2
-        turns = arrange(customer, by_speaker[agents[int(rng.integers(len(agents)))]], escalate, config, rng)
+        voices = arrange(customer, by_speaker[agents[int(rng.integers(len(agents)))]], escalate, rng)
         call_id = f"{config.date}/queue-{index % config.queues + 1}/c-{index:04d}"
-        samples = render(turns, config, rng)
+        samples, turns = render(voices, config, rng)
         uri = storage.join(config.out, "audio", f"{call_id}.{config.audio_format}")
         storage.write_bytes_atomic(uri, _encode(samples, config.audio_format))
-        truth += truth_rows(call_id, turns, escalate, config)
+        truth += truth_rows(call_id, voices, turns, escalate, config)
         summary.calls += 1
         summary.turns += len(turns)
         summary.audio_seconds += samples.shape[0] / RATE
@@ -314,7 +283,8 @@ def _readme(config: ArchiveConfig, summary: ArchiveSummary) -> str:
     layout = "stereo (channel 0 agent, channel 1 customer)" if config.stereo else "mono (agent and customer mixed)"
     return (
         f"{summary.calls} calls, {summary.turns} turns, {summary.audio_seconds / 3600:.2f} h of 8 kHz {layout} telephone-band audio "
-        f"under audio/ (seed {config.seed}).\n{source}\nGround truth: ground_truth.parquet, one row per turn.\n"
+        f"under audio/ (seed {config.seed}; turn levels ±{config.conditions.level_spread_db:g} dB around each party's, noise "
+        f"floor {config.conditions.noise_db[0]:g} to {config.conditions.noise_db[1]:g} dBFS, G.711 mu-law).\n{source}\nGround truth: ground_truth.parquet, one row per turn.\n"
     )
 
 
@@ -330,11 +300,17 @@ def _readme(config: ArchiveConfig, summary: ArchiveSummary) -> str:
 @click.option("--mono", is_flag=True, help="Mix agent and customer into one channel.")
 @options.date("Archive folder date [default: today, UTC].")
 @click.option("--format", "audio_format", type=click.Choice(["wav", "flac"]), default="wav", show_default=True)
+@click.option("--level-spread", type=click.FloatRange(min=0), default=call_sim.CallConditions().level_spread_db, show_default=True,
+              help="Each turn's level is drawn within ± this many dB of its party's.")
+@click.option("--noise-floor", nargs=2, type=float, default=call_sim.CallConditions().noise_db, show_default=True,
+              metavar="LOW HIGH", help="Each call's line noise, dBFS RMS, drawn between LOW and HIGH.")
 @click.option("--seed", default=0, show_default=True)
-def cli(corpora, out, split, model, calls, customer_turns, mono, date, audio_format, seed) -> None:
+def cli(corpora, out, split, model, calls, customer_turns, mono, date, audio_format, level_spread, noise_floor, seed) -> None:
     """Assemble a realistic call archive (agent/customer turns, telephone band, 8 kHz) with its ground truth."""
+    conditions = call_sim.CallConditions(level_spread_db=level_spread, noise_db=tuple(sorted(noise_floor)))
     config = ArchiveConfig(out=out, corpora=corpus_options(corpora), calls=calls, customer_turns=customer_turns, split=split,
-                           model=model, stereo=not mono, audio_format=audio_format, seed=seed, **({"date": date} if date else {}))
+                           model=model, stereo=not mono, conditions=conditions, audio_format=audio_format, seed=seed,
+                           **({"date": date} if date else {}))
     if config.synthetic:
         click.echo(SYNTHETIC_NOTICE)
     summary = make_archive(config)

@@ -31,7 +31,7 @@ PARTIES = ("agent", "customer")
 class CallConditions:
     """Ranges the call channel draws from (uniformly) for each call, and for each turn its level."""
 
-    level_db: tuple[float, float] = (-30.0, -18.0)  # a party's nominal speech RMS, dBFS
+    level_db: tuple[float, float] = (-26.0, -16.0)  # a party's nominal speech RMS, dBFS
     level_spread_db: float = 15.0  # each turn within ± this of its party's level
     noise_db: tuple[float, float] = (-60.0, -40.0)  # the line's noise floor, dBFS RMS
     leak_db: tuple[float, float] = (-40.0, -20.0)  # the other party in this channel, relative to their level

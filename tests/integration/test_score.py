@@ -24,12 +24,11 @@ from click.testing import CliRunner
 from jobs.score import AUDIO_EXTENSIONS, ScoreJobConfig, run_score
 from jobs.score import cli as score_cli
 from ser_core.audio import decode
-from ser_core.calls import ScoringConfig, call_windows
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
 from ser_core.model import ModelConfig, build_model, load_bundle, save_bundle
 from ser_core.schema import CALLS, SEGMENTS
-from ser_core.vad import speech_regions
+from ser_core.segmentation import Segmentation, call_regions, call_windows
 from tests.audio_factory import speech_like, write_audio, write_corrupt_files, write_speech
 
 SPEC = FeatureSpec()
@@ -79,10 +78,10 @@ def build_archive(root: Path) -> dict[str, str]:
     return expected
 
 
-def expected_windows(uri: str, config: ScoringConfig = ScoringConfig()) -> int:
+def expected_windows(uri: str, config: Segmentation = Segmentation()) -> int:
     """Windows the pipeline must score for ``uri``, computed without Ray."""
     audio = decode(uri, target_rate=SPEC.sample_rate, mono=False)
-    regions = speech_regions(audio.samples, SPEC, config.vad)
+    regions = call_regions(audio.samples, SPEC, config)
     return sum(len(batch.windows) for batch in call_windows(audio.samples, regions, SPEC, config))
 
 
@@ -354,13 +353,14 @@ def test_segments_follow_the_turns_of_a_generated_archive(bundle, tmp_path, loca
     assert (summary.ok, summary.error) == (3, 0)
     truth = pq.read_table(tmp_path / "demo" / "ground_truth.parquet").to_pandas()
     segments = frame(connect(str(tmp_path / "reports")), "SELECT * FROM segments")
-    slack = ScoringConfig().vad.pad_s + 0.05
+    vad = Segmentation().vad
+    slack = max(vad.pad_s, vad.hangover_s) + vad.level_smooth_s / 2 + 0.05
     for role, turns in truth.groupby("role"):
         mine = segments[segments["speaker_role"] == role]
         for segment in mine.itertuples():  # every segment lies inside one of its speaker's turns
             same_call = turns[turns["call_id"] == segment.call_id]
             assert ((same_call["start_s"] - slack <= segment.start_s) & (segment.end_s <= same_call["end_s"] + slack)).any()
-        for turn in turns[turns["end_s"] - turns["start_s"] >= 1.5].itertuples():  # every turn is scored
+        for turn in turns[turns["end_s"] - turns["start_s"] >= 0.5].itertuples():  # every turn is scored
             same_call = mine[mine["call_id"] == turn.call_id]
             assert ((same_call["start_s"] < turn.end_s) & (same_call["end_s"] > turn.start_s)).any()
 
