@@ -30,7 +30,6 @@ from bench.encoder_sweep import evaluate
 from jobs.train_head import read_embeddings
 from ser_core.encoder import ENCODER_LAYERS, MAX_CHUNK_S, WHISPER_RATE, EncoderConfig, WhisperEncoder, level_normalised, log_mel
 
-ROW_KEY = ["utterance_id", "copy", "window"]
 
 
 def encoder_cost(layers: int, seconds: float = 60.0, repeats: int = 5) -> float:
@@ -51,11 +50,16 @@ def encoder_cost(layers: int, seconds: float = 60.0, repeats: int = 5) -> float:
     return round(statistics.median(runs) / seconds, 5)
 
 
+def window_keys(meta: pd.DataFrame) -> pd.MultiIndex:
+    """Each row's utterance, copy and window (rows of one utterance copy are stored in window order)."""
+    ordinal = meta.groupby(["utterance_id", "copy"], sort=False).cumcount()
+    return pd.MultiIndex.from_arrays([meta["utterance_id"], meta["copy"], ordinal])
+
+
 def concatenated(first: tuple[np.ndarray, pd.DataFrame], second: tuple[np.ndarray, pd.DataFrame]) -> tuple[np.ndarray, pd.DataFrame]:
-    """The windows of two embedding sets of the same utterances side by side, rows matched on :data:`ROW_KEY`."""
+    """The windows of two embedding sets of the same utterances side by side, rows matched by :func:`window_keys`."""
     (x1, meta1), (x2, meta2) = first, second
-    index2 = pd.Series(np.arange(len(meta2)), index=pd.MultiIndex.from_frame(meta2[ROW_KEY]))
-    rows2 = index2.reindex(pd.MultiIndex.from_frame(meta1[ROW_KEY])).to_numpy()
+    rows2 = pd.Series(np.arange(len(meta2)), index=window_keys(meta2)).reindex(window_keys(meta1)).to_numpy()
     if np.isnan(rows2).any() or len(meta1) != len(meta2):
         raise ValueError("the two embedding sets do not hold the same windows")
     return np.concatenate([x1, x2[rows2.astype(int)]], axis=1), meta1
