@@ -56,26 +56,30 @@ def fit_and_score(x, meta, train_rows, eval_rows, config: HeadConfig) -> dict:
     return results
 
 
-def run(folder: str, recipes: list[str], earlier: dict | None = None) -> dict:
-    x, meta, _ = read_embeddings(folder)  # the same reader (and version check) as ser train-head
+def evaluate(x: np.ndarray, meta: pd.DataFrame, name: str) -> dict:
+    """Validation and leave-one-corpus-out UAR of recipe ``name`` on windows ``x`` (rows described by ``meta``)."""
     split = meta["split"].to_numpy()
     corpus = meta["corpus"].to_numpy()
+    config = RECIPES[name]
+    xp = prepare(x, meta, config)
+    started = time.time()
+    validation = fit_and_score(xp, meta, split == "train", split == "validation", config)
+    loco = {}
+    for held in sorted(set(corpus)):
+        loco.update(fit_and_score(xp, meta, (split != "test") & (corpus != held), (split != "test") & (corpus == held), config))
+    mean_val = float(np.mean([v for k, v in validation.items() if k.endswith("call")]))
+    mean_loco = float(np.mean([v for k, v in loco.items() if k.endswith("call")]))
+    print(name, json.dumps(validation), json.dumps(loco), mean_val, mean_loco, flush=True)
+    return {"config": dataclasses.asdict(config), "validation_uar": validation, "loco_uar": loco,
+            "mean_validation_call": round(mean_val, 4), "mean_loco_call": round(mean_loco, 4),
+            "seconds": round(time.time() - started, 1)}
+
+
+def run(folder: str, recipes: list[str], earlier: dict | None = None) -> dict:
+    x, meta, _ = read_embeddings(folder)  # the same reader (and version check) as ser train-head
     out = {"embeddings": folder.rstrip("/").split("/")[-1], "windows": int(len(x)), "recipes": dict((earlier or {}).get("recipes", {}))}
     for name in recipes:
-        config = RECIPES[name]
-        xp = prepare(x, meta, config)
-        started = time.time()
-        validation = fit_and_score(xp, meta, split == "train", split == "validation", config)
-        loco = {}
-        for held in sorted(set(corpus)):
-            scores = fit_and_score(xp, meta, (split != "test") & (corpus != held), (split != "test") & (corpus == held), config)
-            loco.update(scores)
-        mean_val = float(np.mean([v for k, v in validation.items() if k.endswith("call")]))
-        mean_loco = float(np.mean([v for k, v in loco.items() if k.endswith("call")]))
-        out["recipes"][name] = {"config": dataclasses.asdict(config), "validation_uar": validation,
-                                "loco_uar": loco, "mean_validation_call": round(mean_val, 4),
-                                "mean_loco_call": round(mean_loco, 4), "seconds": round(time.time() - started, 1)}
-        print(name, json.dumps(out["recipes"][name]["validation_uar"]), json.dumps(loco), mean_val, mean_loco, flush=True)
+        out["recipes"][name] = evaluate(x, meta, name)
     out["chosen"] = choose(out["recipes"])
     return out
 

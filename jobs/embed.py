@@ -32,6 +32,7 @@ from ser_core.embeddings import EmbeddingSpec, embeddings_schema
 from ser_core.examples import example_copies
 from ser_core.features import FeatureSpec
 from ser_core.frontends import EncoderFrontend
+from ser_core.encoder import ENCODER_LAYERS
 from ser_core.manifest import Utterance
 from ser_core.schema import ERRORS
 from ser_core.segmentation import Segmentation
@@ -134,13 +135,15 @@ def run_embed(config: EmbedJobConfig) -> dict:
 @options.corpus("A corpus recipe and its root (as for ser extract). Repeatable.")
 @click.option("--out", required=True, help="Output folder or s3:// prefix.")
 @click.option("--augment", default=0, show_default=True, help="Random augmented copies per training utterance.")
+@click.option("--layers", type=click.IntRange(1, ENCODER_LAYERS), default=ENCODER_LAYERS, show_default=True,
+              help="Encoder layers to run; below the full depth the output is that layer's, through the final layer norm.")
 @click.option("--shard-size", default=40, show_default=True, help="Utterances per Ray task and Parquet shard.")
 @click.option("--local-cpus", "--workers", "workers", type=int, default=None, help="CPUs of the local in-process Ray (default: all; ignored with --ray-address).")
 @options.ray_address
 @options.no_progress
-def cli(corpora, out, augment, shard_size, workers, ray_address, no_progress) -> None:
+def cli(corpora, out, augment, layers, shard_size, workers, ray_address, no_progress) -> None:
     """Embed labelled corpora with the frozen Whisper-base encoder (pooled 2.5 s windows) into Parquet."""
-    config = EmbedJobConfig(corpora=corpus_options(corpora), out=out, augment=augment, shard_size=shard_size,
+    config = EmbedJobConfig(corpora=corpus_options(corpora), out=out, spec=EmbeddingSpec(layers=layers), augment=augment, shard_size=shard_size,
                             ray_address=ray_address, local_cpus=workers, progress=not no_progress)
     metadata = run_embed(config)
     click.echo(f"embedded {metadata['utterances']} utterances ({len(metadata['rejected'])} files rejected) into {out}; "

@@ -161,7 +161,7 @@ def format_table(report: dict) -> str:
 
 @click.command("evaluate")
 @click.option("--model", "model", default=None, help="Model bundle folder (default: the bundled model).")
-@options.corpus("NAME=DIR (ravdess, tess, emovo, ased, turev, cremad) or manifest=CSV; local or s3://. Repeatable.")
+@options.corpus("NAME=DIR (ravdess, tess, emovo, ased, turev, nemo, cremad) or manifest=CSV; local or s3://. Repeatable.")
 @click.option("--split", type=click.Choice(["test", "all"]), default="test", show_default=True,
               help="test: the speaker/word-disjoint test groups the bundle records (older bundles: recomputed, not guaranteed); all: every utterance.")
 @click.option("--json", "json_out", default=None, help="Write the full report (confusion matrices included) here.")

@@ -214,7 +214,7 @@ def corpus_options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 @click.command("extract")
-@options.corpus("NAME=DIR (ravdess, tess, emovo, ased, turev, cremad) or manifest=CSV; local or s3://. Repeatable.")
+@options.corpus("NAME=DIR (ravdess, tess, emovo, ased, turev, nemo, cremad) or manifest=CSV; local or s3://. Repeatable.")
 @click.option("--out", required=True, help="Output folder or s3:// prefix.")
 @click.option("--augment", default=0, show_default=True, help="Augmented copies per training utterance.")
 @click.option("--augment-seed", default=0, show_default=True)

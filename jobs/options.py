@@ -30,7 +30,7 @@ def date(help_text: str) -> Decorator:
     return click.option("--date", callback=parse_date, default=None, metavar="YYYY-MM-DD", help=help_text)
 
 
-def corpus(help_text: str = "Labelled corpus NAME=PATH (ravdess, tess, emovo, ased, turev, cremad or manifest=CSV); repeatable.",
+def corpus(help_text: str = "Labelled corpus NAME=PATH (ravdess, tess, emovo, ased, turev, nemo, cremad or manifest=CSV); repeatable.",
            required: bool = True) -> Decorator:
     """Repeatable ``--corpus NAME=PATH`` into the parameter ``corpora`` (parse it with ``extract.corpus_options``)."""
     return click.option("--corpus", "corpora", multiple=True, required=required, metavar="NAME=PATH", help=help_text)

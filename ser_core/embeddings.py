@@ -2,8 +2,11 @@
 
 A window is 2.5 s of encoder frames (1.25 s hop, the CNN's grid); its vector is the mean and the standard
 deviation of the frames over the window, concatenated (1,024 values for Whisper-base). A speech region shorter
-than a window gives one window over all its frames. Which regions are speech is :mod:`ser_core.segmentation`. An :class:`EmbeddingSpec` fixes everything that changes the
-numbers and hashes to the embedding version stored in every row and every bundle made from them.
+than a window gives one window over all its frames; which regions are speech is :mod:`ser_core.segmentation`. An
+:class:`EmbeddingSpec` fixes everything that changes the numbers and hashes to the embedding version stored in every
+row and every bundle made from them; ``layers`` (the encoder's depth used, see
+:func:`ser_core.encoder.truncated_model_dir`) enters the hash only below the full depth, so specs written before it
+existed keep their version.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ser_core.encoder import FRAME_RATE, WEIGHTS_SHA256, WhisperEncoder
+from ser_core.encoder import ENCODER_LAYERS, FRAME_RATE, WEIGHTS_SHA256, WhisperEncoder
 
 
 @dataclass(frozen=True)
 class EmbeddingSpec:
-    """The encoder (by its weights' hash), the input rate, and the pooling windows."""
+    """The encoder (by its weights' hash and the layers used), the input rate, and the pooling windows."""
 
     encoder: str = "whisper-base"
     weights_sha256: str = WEIGHTS_SHA256
@@ -30,11 +33,19 @@ class EmbeddingSpec:
     window_hop_seconds: float = 1.25
     pooling: str = "mean+std"
     width: int = 512
+    layers: int = ENCODER_LAYERS
 
     @property
     def version(self) -> str:
-        """Short content hash of the spec: equal specs, equal versions."""
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        """Short content hash of the spec: equal specs, equal versions (the full depth hashes as before ``layers``).
+
+        >>> EmbeddingSpec().version == EmbeddingSpec(layers=6).version != EmbeddingSpec(layers=3).version
+        True
+        """
+        values = dataclasses.asdict(self)
+        if self.layers == ENCODER_LAYERS:
+            del values["layers"]
+        payload = json.dumps(values, sort_keys=True).encode()
         return "es-" + hashlib.sha256(payload).hexdigest()[:12]
 
     @property

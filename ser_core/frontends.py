@@ -78,7 +78,7 @@ class EncoderFrontend:
         if self._encoder is None:
             from ser_core.encoder import WhisperEncoder
 
-            self._encoder = WhisperEncoder()
+            self._encoder = WhisperEncoder(layers=self.embedding.layers)
         return self._encoder
 
     def utterance_windows(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,9 +87,9 @@ class EncoderFrontend:
 
     def check(self) -> None:
         """Verify the encoder weights (joined if needed, sha256 pinned) before any work; raises EncoderUnavailable."""
-        from ser_core.encoder import model_dir
+        from ser_core.encoder import verified_model_dir
 
-        model_dir()
+        verified_model_dir(self.embedding.layers)
 
     def speaker_centre(self, windows: np.ndarray) -> np.ndarray:
         """One speaker's pooled windows centred on their (shrunk) mean, when the bundle normalises speakers."""

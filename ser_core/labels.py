@@ -33,3 +33,15 @@ EMOVO_LABELS: dict[str, str] = {
 ASED_LABELS: dict[str, str] = {"n1": "neutral", "f2": "fear", "h3": "happy", "s4": "sad", "a5": "angry"}
 TUREV_LABELS: dict[str, str] = {"sk": "neutral", "mt": "happy", "hl": "sad", "kz": "angry"}  # sk is "calm"
 TUREV_FOLDERS: dict[str, str] = {"calm": "sk", "happy": "mt", "sad": "hl", "angry": "kz"}
+NEMO_LABELS: dict[str, str] = {
+    "neutral": "neutral",
+    "happiness": "happy",
+    "sadness": "sad",
+    "anger": "angry",
+    "fear": "fear",
+    "surprised": "surprise",
+}
+NEMO_GENDERS: dict[str, str] = {  # nEMO's nine speakers, as its data.tsv gives them
+    "EB0": "female", "IC0": "female", "KD0": "female", "MK0": "female",
+    "KS0": "male", "MP0": "male", "SM0": "male", "TP0": "male", "WR0": "male",
+}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ser_core.corpora import ased, cremad, csv_manifest, emovo, ravdess, tess, turev
+from ser_core.corpora import ased, cremad, csv_manifest, emovo, nemo, ravdess, tess, turev
 from ser_core.manifest import CorpusScan
 
 RECIPES: dict[str, Callable[[str], CorpusScan]] = {
@@ -18,6 +18,7 @@ RECIPES: dict[str, Callable[[str], CorpusScan]] = {
     "emovo": emovo.scan,
     "ased": ased.scan,
     "turev": turev.scan,
+    "nemo": nemo.scan,
     "manifest": csv_manifest.scan,
 }
 

@@ -1,4 +1,4 @@
-"""The EMOVO, ASED and TurEV-DB recipes on generated trees that follow each corpus's naming, and on the shared corpora."""
+"""The EMOVO, ASED, TurEV-DB and nEMO recipes on generated trees that follow each corpus's naming, and on the shared corpora."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_core.corpora import ased, emovo, scan_corpus, turev
+from ser_core.corpora import ased, emovo, nemo, scan_corpus, turev
 from ser_core.corpora.common import UnparsableName
 from ser_core.splits import assign_splits
 from tests.audio_factory import write_speech
@@ -59,7 +59,22 @@ def test_turev_names_and_folder_agreement(tmp_path):
     assert "disagrees with the folder 'happy'" in reasons[0] and "unknown TurEV-DB emotion code 'zz'" in reasons[1]
 
 
-@pytest.mark.parametrize("recipe, name", [(emovo, "dis_f1_b1"), (ased, "n1-01-01"), (turev, "abc_kz_word")])
+def test_nemo_names(tmp_path):
+    write_speech(tmp_path / "samples" / "EB0_anger_10.flac", seconds=0.3)
+    write_speech(tmp_path / "samples" / "WR0_surprised_64.wav", seconds=0.3)
+    write_speech(tmp_path / "samples" / "XY1_neutral_2.wav", seconds=0.3)
+    write_speech(tmp_path / "samples" / "KS0_disgust_4.wav", seconds=0.3)
+    scan = scan_corpus("nemo", str(tmp_path))
+    by_id = {u.utterance_id: u for u in scan.utterances}
+    assert {k: (u.emotion, u.speaker, u.gender, u.text, u.split_group) for k, u in by_id.items()} == {
+        "nemo/EB0_anger_10": ("angry", "EB0", "female", "sentence10", "nemo/EB0"),
+        "nemo/WR0_surprised_64": ("surprise", "WR0", "male", "sentence64", "nemo/WR0"),
+        "nemo/XY1_neutral_2": ("neutral", "XY1", None, "sentence2", "nemo/XY1"),
+    }
+    assert [r.reason.split(" (")[0] for r in scan.rejected] == ["unknown nEMO emotion 'disgust'"]
+
+
+@pytest.mark.parametrize("recipe, name", [(emovo, "dis_f1_b1"), (ased, "n1-01-01"), (turev, "abc_kz_word"), (nemo, "EB0-anger-10")])
 def test_bad_names_say_the_expected_form(recipe, name):
     with pytest.raises(UnparsableName, match="expected"):
         recipe.parse(f"x/{name}.wav")
@@ -76,7 +91,11 @@ def test_shared_multilingual_corpora(shared_corpora):
     tur = scan_corpus("turev", str(shared_corpora / "turev"))
     assert len(tur.utterances) == 1735 and not tur.rejected
     assert set(Counter(u.emotion for u in tur.utterances)) == {"neutral", "happy", "sad", "angry"}
-    for scan in (emo, asd, tur):
+    nem = scan_corpus("nemo", str(shared_corpora / "nemo"))
+    assert len(nem.utterances) == 2246 and not nem.rejected
+    assert Counter(u.gender for u in nem.utterances) == {"female": 1034, "male": 1212}
+    assert set(Counter(u.emotion for u in nem.utterances)) == {"neutral", "happy", "sad", "angry", "fear", "surprise"}
+    for scan in (emo, asd, tur, nem):
         splits = assign_splits(scan.utterances)
         groups = {split: {u.split_group for u in scan.utterances if splits[u.utterance_id] == split} for split in set(splits.values())}
         assert set(groups) == {"train", "validation", "test"}

@@ -62,6 +62,31 @@ def test_fresh_cache_joins_the_two_halves(tmp_path, monkeypatch, whisper):
     assert not list(folder.glob("model.bin.tmp-*"))
 
 
+def test_truncated_encoder_gives_an_earlier_layer(whisper):
+    voice = speech_like(2.0, 8000)
+    full = whisper.frames(voice, 8000)
+    third = encoder.WhisperEncoder(layers=3).frames(voice, 8000)
+    assert third.shape == full.shape == (100, 512) and np.isfinite(third).all()
+    assert np.abs(third - full).mean() > 0.1
+    assert np.array_equal(encoder.WhisperEncoder(layers=6).frames(voice, 8000), full)
+    weights = (encoder.model_dir() / "model.bin").read_bytes()
+    assert encoder.encoder_truncated(weights, 6) == weights  # the parser keeps every byte of what it keeps
+
+
+def test_altered_truncated_weights_are_refused(tmp_path, monkeypatch, whisper):
+    folder = encoder.model_dir()
+    monkeypatch.setenv("SER_CACHE", str(tmp_path))
+    shutil.copytree(folder, tmp_path / folder.name)
+    truncated = encoder.truncated_model_dir(2)
+    assert truncated.parent == tmp_path and not list(truncated.glob("*.tmp-*"))
+    with open(truncated / "model.bin", "r+b") as handle:
+        handle.seek(-1, 2)
+        handle.write(b"\x01")
+    with pytest.raises(encoder.EncoderUnavailable, match="sha256 .* is not the pinned") as err:
+        encoder.WhisperEncoder(layers=2)
+    assert "\n" not in str(err.value)
+
+
 def test_clip_and_region_windows(whisper):
     spec = EmbeddingSpec()
     frontend = EncoderFrontend(FeatureSpec(), spec, _encoder=whisper)
