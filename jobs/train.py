@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
 from ser_core.bundle import publish_bundle, stage_bundle
+from ser_core.examples import CALL_COPY
 from ser_core.features import FeatureSpec
 from ser_core.featurize import table_windows
 from ser_core.labels import EMOTIONS
@@ -149,23 +150,23 @@ def cell_weights(meta: pd.DataFrame, balance: str) -> list[list]:
     return [[corpus, emotion, weight] for (corpus, emotion), weight in balance_weights(counts, balance).items()]
 
 
-def read_shard(uri: str, spec: FeatureSpec, split: str, originals_only: bool) -> tuple[np.ndarray, pd.DataFrame]:
-    """One shard's raw windows ``(n, frames, features)`` of ``split`` (copy 0 only when ``originals_only``) and their metadata."""
+def read_shard(uri: str, spec: FeatureSpec, split: str, copy: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """One shard's raw windows ``(n, frames, features)`` of ``split`` (only copy number ``copy`` when given) and their metadata."""
     fs, path = storage.filesystem(uri)
     condition = pc.field("split") == split
-    if originals_only:
-        condition &= pc.field("copy") == 0
+    if copy is not None:
+        condition &= pc.field("copy") == copy
     table = pq.read_table(path, filesystem=fs, columns=[*META_COLUMNS, "features"], filters=condition)
     return table_windows(table, spec), table.select(META_COLUMNS).to_pandas()
 
 
 def read_split(files: list[str], spec: FeatureSpec, split: str, norm: tuple[np.ndarray, np.ndarray] | None = None,
-               dtype: type = np.float32) -> tuple[list[np.ndarray], pd.DataFrame]:
-    """The original copies of ``split``: windows per shard file (never concatenated), normalised by ``norm = (mean, std)``
-    when given and stored as ``dtype``, and their metadata."""
+               dtype: type = np.float32, copy: int = CALL_COPY) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """Copy ``copy`` (by default the call channel, what scoring sees) of ``split``: windows per shard file (never
+    concatenated), normalised by ``norm = (mean, std)`` when given and stored as ``dtype``, and their metadata."""
     windows, metas = [], []
     for uri in files:
-        x, meta = read_shard(uri, spec, split, originals_only=True)
+        x, meta = read_shard(uri, spec, split, copy)
         if len(x):
             windows.append(((x - norm[0]) / norm[1] if norm else x).astype(dtype))  # a copy: frees the Arrow buffers
             metas.append(meta)
@@ -186,7 +187,7 @@ def _load_for_training(uri: str, spec: FeatureSpec, norm: tuple[np.ndarray, np.n
                        rng: np.random.Generator) -> _LoadedShard:
     from ser_core.model import one_hot
 
-    x, meta = read_shard(uri, spec, "train", originals_only=False)
+    x, meta = read_shard(uri, spec, "train")
     order = rng.permutation(len(x))
     x = x[order]
     x -= norm[0]
@@ -285,7 +286,7 @@ def shard_moments(files: list[str], spec: FeatureSpec) -> tuple[np.ndarray, np.n
     """Per-feature sums of the training frames of ``files`` and of their squares (float64), and the frame count."""
     total, total_sq, count = np.zeros(spec.n_features), np.zeros(spec.n_features), 0
     for uri in files:
-        x, _ = read_shard(uri, spec, "train", originals_only=False)
+        x, _ = read_shard(uri, spec, "train")
         frames = x.reshape(-1, spec.n_features).astype(np.float64)
         total += frames.sum(axis=0)
         total_sq += (frames**2).sum(axis=0)
@@ -453,17 +454,21 @@ def model_card(info: dict) -> str:
         f"- Labels: {', '.join(EMOTIONS)}.",
         f"- Trained with `ser train` on {info['training']['workers']} Ray Train worker(s); best epoch "
         f"{info['training']['best_epoch']} of {len(info['training']['history'])} by validation score "
-        "(mean over corpora of utterance UAR); the test split was never used for selection.",
+        "(mean over corpora of utterance UAR through the call channel); the test split was never used for selection.",
+        "- Speech cut by the segmentation recorded in `bundle.json` (`ser_core.segmentation`), the same in training, "
+        "evaluation, `ser predict` and `ser score`; training examples are each clip as recorded and as the customer turn "
+        "of a simulated call (level spread, noise floor, the agent's leak, band, G.711).",
         "",
-        "## Utterance-level results (speaker-disjoint for RAVDESS, word-disjoint for TESS)",
+        "## Utterance-level results (speaker-disjoint; TESS word-disjoint)",
         "",
-        "| split | corpus | utterances | accuracy | UAR | macro-F1 |",
-        "|---|---|---|---|---|---|",
+        "| split | channel | corpus | utterances | accuracy | UAR | macro-F1 |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for split in ("validation", "test"):
-        for corpus, r in info["metrics"][split].items():
-            lines.append(f"| {split} | {corpus} | {r['n']} | {r['accuracy']:.3f} | {r['uar']:.3f} | {r['macro_f1']:.3f} |")
-    lines += ["", "Figures: `figures/learning_curves.png`, `figures/confusion_validation.png`, `figures/confusion_test.png`."]
+    for key, reports in info["metrics"].items():
+        split, _, channel = key.partition("_")
+        for corpus, r in reports.items():
+            lines.append(f"| {split} | {channel or 'clip'} | {corpus} | {r['n']} | {r['accuracy']:.3f} | {r['uar']:.3f} | {r['macro_f1']:.3f} |")
+    lines += ["", "Figures: `figures/learning_curves.png` and `figures/confusion_<split>[_call].png`."]
     if info.get("experiments"):
         lines += ["", "## Model selection (validation split only)", "", info["experiments"]["summary"], "",
                   "| run | change | best validation UAR (RAVDESS / TESS) | epochs |", "|---|---|---|---|"]
@@ -471,8 +476,9 @@ def model_card(info: dict) -> str:
         lines += ["", "Commands:", "", "```", *info["experiments"]["commands"], "```"]
     features = info["features"]
     lines += ["", "## Training data (utterances, original copies)", "",
-              f"Features from {', '.join(name for name, _ in features['corpora'])}; {features['augment_copies']} augmented copies (pitch, stretch, "
-              "telephone channel, gain, noise) of each training utterance only.", ""]
+              f"Features from {', '.join(name for name, _ in features['corpora'])}: every utterance as a clip and through the call "
+              f"channel, and {features['augment_copies']} augmented copies (pitch, stretch, telephone channel, gain, noise; then the "
+              "call channel) of each training utterance only.", ""]
     for split in ("train", "validation", "test"):
         if split in info["data_summary"]:
             s = info["data_summary"][split]
@@ -482,7 +488,7 @@ def model_card(info: dict) -> str:
         "",
         "## Limits",
         "",
-        "Acted emotions from two English corpora (RAVDESS: 24 North-American actors; TESS: two Canadian women). "
+        f"Acted emotions only ({', '.join(name for name, _ in features['corpora'])}). "
         "Expect lower accuracy on spontaneous speech, other languages and unseen recording chains; calm is "
         "merged into neutral. Not for decisions about individuals.",
         "",
@@ -496,19 +502,23 @@ def write_bundle_figures(folder: str, info: dict) -> list:
 
     figures = os.path.join(folder, "figures")
     written = [plots.learning_curves(info["training"]["history"], os.path.join(figures, "learning_curves.png"), info["training"]["best_epoch"])]
-    for split, reports in info["metrics"].items():
+    for key, reports in info["metrics"].items():
         r = reports["overall"]
-        written.append(plots.confusion(r, os.path.join(figures, f"confusion_{split}.png"), f"all corpora, {split} split: UAR {r['uar']:.3f}, n={r['n']}"))
+        split, _, channel = key.partition("_")
+        written.append(plots.confusion(r, os.path.join(figures, f"confusion_{key}.png"),
+                                       f"all corpora, {split} split, {channel or 'clip'}: UAR {r['uar']:.3f}, n={r['n']}"))
     return written
 
 
 def evaluate_splits(model, meta: pd.DataFrame, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray) -> dict:
-    """Utterance-level reports per corpus and overall for the original copies of the ``validation`` and ``test`` splits."""
+    """Utterance-level reports per corpus and overall of the ``validation`` and ``test`` splits: the clips (keys
+    ``validation``, ``test``) and the clips through the call channel (``validation_call``, ``test_call``)."""
     metrics = {}
     for split in ("validation", "test"):
-        parts, split_meta = read_split(split_files(meta, split), spec, split, (mean, std))
-        if parts:
-            metrics[split] = grouped_reports(utterance_predictions(_predict(model, parts), split_meta))
+        for copy, key in ((0, split), (CALL_COPY, f"{split}_call")):
+            parts, split_meta = read_split(split_files(meta, split), spec, split, (mean, std), copy=copy)
+            if parts:
+                metrics[key] = grouped_reports(utterance_predictions(_predict(model, parts), split_meta))
     return metrics
 
 
@@ -608,7 +618,7 @@ def run_train(config: TrainJobConfig) -> dict:
             "workers": config.workers,
             "best_epoch": state["best_epoch"],
             "best_val_score": state["best_score"],
-            "selection": "mean over corpora of utterance-level UAR on the validation split",
+            "selection": "mean over corpora of utterance-level UAR on the validation split, through the call channel",
             "history": state["history"],
             "restored_from_epoch": state["restored_from_epoch"],
             "wall_seconds": round(train_seconds, 1),

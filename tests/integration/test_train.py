@@ -78,7 +78,7 @@ def stream_inputs(features: str) -> tuple[list[str], FeatureSpec, tuple[np.ndarr
 
 def test_in_each_pass_the_workers_streams_read_every_training_window_once(tiny_features):
     files, spec, norm, weights = stream_inputs(tiny_features)
-    expected = np.concatenate([read_shard(uri, spec, "train", originals_only=False)[0] for uri in files])
+    expected = np.concatenate([read_shard(uri, spec, "train")[0] for uri in files])
     streamed, labels, sample_weights = [], [], []
     for rank in range(2):
         mine = worker_files(files, rank, 2, seed=0, cycle=0)
@@ -125,7 +125,7 @@ print(streamed, tracemalloc.get_traced_memory()[1])
 
 def test_a_workers_stream_holds_one_loaded_shard_not_the_training_set(tiny_features):
     files, spec, _, _ = stream_inputs(tiny_features)
-    shard_bytes = [read_shard(uri, spec, "train", originals_only=False)[0].nbytes for uri in files]
+    shard_bytes = [read_shard(uri, spec, "train")[0].nbytes for uri in files]
     # A fresh process: tracemalloc counts every thread's allocations, and this one runs Ray's.
     run = subprocess.run([sys.executable, "-c", STREAM_PEAK, tiny_features], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
@@ -148,15 +148,15 @@ def test_two_workers_write_checkpoints_and_the_bundle_reloads_to_the_same_predic
     checkpoints = checkpoint_folders(out / "ray_run")
     assert len(checkpoints) == 2  # one per epoch (num_to_keep=2)
     bundle_info = json.loads((out / "bundle.json").read_text())
-    assert set(bundle_info["metrics"]) == {"validation", "test"}
+    assert set(bundle_info["metrics"]) == {"validation", "test", "validation_call", "test_call"}
     assert bundle_info["data_summary"]["train"]["utterances"] == 28
     manifest = pd.read_parquet(Path(tiny_features) / "manifest.parquet")
     for split in ("validation", "test"):
         assert bundle_info["held_out_groups"][split] == {"ravdess": sorted(set(manifest[manifest["split"] == split]["split_group"]))}
-    assert set(bundle_info["files"]) == {"model.keras", "MODEL_CARD.md", "figures/learning_curves.png",
-                                         "figures/confusion_validation.png", "figures/confusion_test.png"}
+    figures = {"learning_curves.png", *(f"confusion_{key}.png" for key in bundle_info["metrics"])}
+    assert set(bundle_info["files"]) == {"model.keras", "MODEL_CARD.md", *(f"figures/{name}" for name in figures)}
     assert (out / "MODEL_CARD.md").read_text().startswith("# Model card")
-    assert {p.name for p in (out / "figures").glob("*.png")} == {"learning_curves.png", "confusion_validation.png", "confusion_test.png"}
+    assert {p.name for p in (out / "figures").glob("*.png")} == figures
 
     spec = FeatureSpec()
     bundle = load_bundle(out, expected_spec=spec)
