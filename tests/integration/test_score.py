@@ -353,8 +353,8 @@ def test_segments_follow_the_turns_of_a_generated_archive(bundle, tmp_path, loca
     assert (summary.ok, summary.error) == (3, 0)
     truth = pq.read_table(tmp_path / "demo" / "ground_truth.parquet").to_pandas()
     segments = frame(connect(str(tmp_path / "reports")), "SELECT * FROM segments")
-    vad = Segmentation().vad
-    slack = max(vad.pad_s, vad.hangover_s) + vad.level_smooth_s / 2 + 0.05
+    vad = Segmentation().vad  # regions reach edge_db (35 dB) below their peak, the truth 30 dB; then the padding
+    slack = max(vad.pad_s, vad.hangover_s) + vad.level_smooth_s + 0.1
     for role, turns in truth.groupby("role"):
         mine = segments[segments["speaker_role"] == role]
         for segment in mine.itertuples():  # every segment lies inside one of its speaker's turns
