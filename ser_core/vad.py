@@ -158,7 +158,7 @@ def speech_masks(levels_db: np.ndarray, config: VadConfig, frame_s: float) -> np
     audible, raw_audible = smoothed > floor, levels_db > floor
     strong = smoothed > np.maximum(config.floor_db, noise + config.start_db)
     if levels_db.shape[0] > 1:
-        own = levels_db >= levels_db.max(axis=0, keepdims=True) - config.crosstalk_db
+        own = smoothed >= smoothed.max(axis=0, keepdims=True) - config.crosstalk_db  # a leak's syllable dips follow its source
         audible &= own
         strong &= own
     min_peak, min_raw, min_gap = (max(1, int(round(s / frame_s))) for s in (config.min_peak_s, config.min_speech_s, config.min_gap_s))
