@@ -195,7 +195,7 @@ def evaluate_categories(con: duckdb.DuckDBPyConnection, rules: dict[str, str]) -
     for name, rule in rules.items():
         try:
             if len(con.extract_statements(category_sql(rule))) != 1:
-                raise duckdb.ParserError("not one condition")
+                raise duckdb.ParserException("not one condition: it holds more than one statement")
             con.execute(f"INSERT INTO call_categories SELECT ?, call_id FROM ({category_sql(rule)})", [name])
         except duckdb.Error as err:
             raise CategoryError(f"category {name!r} ({rule}): {str(err).strip().splitlines()[0]}") from None
