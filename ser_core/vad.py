@@ -160,7 +160,7 @@ def speech_masks(levels_db: np.ndarray, config: VadConfig, frame_s: float) -> tu
     audible, raw_audible = smoothed > floor, levels_db > floor
     strong = smoothed > np.maximum(config.floor_db, noise + config.start_db)
     if levels_db.shape[0] > 1:
-        own = smoothed >= smoothed.max(axis=0, keepdims=True) - config.crosstalk_db  # on the levels judged
+        own = smoothed >= smoothed.max(axis=0, keepdims=True) - config.crosstalk_db  # a leak's syllable dips follow its source
         audible &= own
         strong &= own
     voiced = raw_audible & audible

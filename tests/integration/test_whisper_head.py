@@ -34,10 +34,10 @@ def embedded(tmp_path_factory, local_ray) -> Path:
     return root
 
 
-def test_embed_writes_a_clean_and_a_telephone_copy_per_utterance(embedded):
+def test_embed_writes_a_clip_and_a_call_copy_per_utterance(embedded):
     table = pq.read_table(embedded / "emb" / "embeddings").to_pandas()
     assert len(table.drop_duplicates("utterance_id")) == len(list((embedded / "ravdess").rglob("*.wav")))
-    assert set(table["copy"]) == {0, 1} and set(table["augmentation"]) == {"none", "telephone"}
+    assert set(table["copy"]) == {0, 1} and set(table["augmentation"]) == {"none", "call"}
     assert table["embedding"].map(len).eq(1024).all()
     assert set(table["split"]) == {"train", "validation", "test"}
     rerun = CliRunner().invoke(main, ["embed", "--corpus", f"ravdess={embedded / 'ravdess'}", "--out", str(embedded / "emb"), "--no-progress"])
@@ -52,7 +52,7 @@ def test_train_head_bundle_evaluates_and_predicts(embedded):
     assert info["model_kind"] == "whisper-head" and info["model_version"].startswith("ser-whisper-head-")
     assert set(info["files"]) >= {"model.keras"} and info["training"]["fit_on"] == "train"
     assert info["held_out_groups"]["test"]["ravdess"] and info["held_out_groups"]["validation"]["ravdess"]
-    assert {"validation/telephone", "test/clean"} <= set(info["metrics"])
+    assert {"validation/call", "test/clean"} <= set(info["metrics"])
     bundle = load_bundle(out)
     assert isinstance(bundle.frontend, EncoderFrontend)
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out), "--corpus", f"ravdess={embedded / 'ravdess'}", "--json", str(embedded / "e.json")])
