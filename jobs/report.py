@@ -25,6 +25,7 @@ from ser_core import storage
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS
 
 DEFAULT_DAYS = 7
+TABLES = ("calls", "segments", "turns")
 SLICES = {"agent": "agent_id", "queue": "queue", "team": "team"}
 """``--by`` values and the ``calls`` column each slices on."""
 
@@ -120,11 +121,11 @@ def _source(reports: str, table: str) -> str:
     return sql_literal(storage.join(reports, table, "date=*", "*.parquet"))
 
 
-def view_sql(reports: str, since: str, until: str) -> dict[str, str]:
-    """``CREATE VIEW`` statements for ``calls``, ``segments`` and ``turns`` over ``reports``, dates ``since``..``until``."""
+def view_sql(reports: str, since: str, until: str, tables: tuple[str, ...] = TABLES) -> dict[str, str]:
+    """``CREATE VIEW`` statements for ``tables`` over ``reports``, dates ``since``..``until``."""
     window = f"date BETWEEN DATE {sql_literal(since)} AND DATE {sql_literal(until)}"
     return {table: f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_source(reports, table)}, hive_partitioning = true, "
-                   f"union_by_name = true) WHERE {window}" for table in ("calls", "segments", "turns")}
+                   f"union_by_name = true) WHERE {window}" for table in tables}
 
 
 def _present(pattern: str) -> bool:
@@ -134,9 +135,10 @@ def _present(pattern: str) -> bool:
 
 
 def connect(reports: str, date: str | None = None, since: str | None = None,
-            until: str | None = None) -> tuple[duckdb.DuckDBPyConnection, str, str]:
+            until: str | None = None) -> tuple[duckdb.DuckDBPyConnection, str, str, tuple[str, ...]]:
     """DuckDB with the views over ``reports`` (a folder or ``s3://`` prefix) for one ``date`` or ``since``..``until``
-    (open ends: up to the last date present, from :data:`DEFAULT_DAYS` dates before); returns it and the window.
+    (open ends: up to the last date present, from :data:`DEFAULT_DAYS` dates before); returns it, the window and the
+    views made (``turns`` only where reports of schema version 2 or later wrote it).
 
     S3 is read through s3fs registered with DuckDB, so it needs no DuckDB extension and honours the usual AWS
     environment (``AWS_ENDPOINT_URL``, credentials).
@@ -147,9 +149,9 @@ def connect(reports: str, date: str | None = None, since: str | None = None,
     pattern = storage.join(reports, "calls", f"date={date}" if date else "date=*", "*.parquet")
     if not _present(pattern):
         raise FileNotFoundError(f"no calls reports matching {pattern}")
-    for table in ("segments", "turns"):
-        if not _present(storage.join(reports, table, "date=*", "*.parquet")):
-            raise FileNotFoundError(f"no {table} reports under {reports}")
+    if not _present(storage.join(reports, "segments", "date=*", "*.parquet")):
+        raise FileNotFoundError(f"no segments reports under {reports}")
+    tables = tuple(t for t in TABLES if t != "turns" or _present(storage.join(reports, t, "date=*", "*.parquet")))
     if date:
         since = until = date
     else:
@@ -160,9 +162,9 @@ def connect(reports: str, date: str | None = None, since: str | None = None,
             raise FileNotFoundError(f"no calls reports up to {until} under {reports}")
         until = until or dates[0]
         since = since or dates[min(DEFAULT_DAYS, len(dates)) - 1]
-    for statement in view_sql(reports, since, until).values():
+    for statement in view_sql(reports, since, until, tables).values():
         con.execute(statement)
-    return con, since, until
+    return con, since, until, tables
 
 
 class CategoryError(click.UsageError):
@@ -223,15 +225,15 @@ class Report:
 def build_report(reports: str, date: str | None = None, top: int = 10, by: str = "agent", since: str | None = None,
                  until: str | None = None, categories: dict[str, str] | None = None) -> Report:
     """Run every query of :data:`QUERIES` (and the ``categories``) over ``reports`` for the date window."""
-    con, since, until = connect(reports, date, since, until)
+    con, since, until, tables = connect(reports, date, since, until)
     queries = dict(QUERIES)
     if categories:
         evaluate_categories(con, categories)
         queries.update(CATEGORY_QUERIES)
     sql = {name: query.strip().replace("{top}", str(int(top))).replace("{column}", SLICES[by]).replace("{by}", by)
            for name, query in queries.items()}
+    views = {f"view {k}": v for k, v in view_sql(reports, since, until, tables).items()}
     tables = {name: con.sql(statement).to_arrow_table().to_pandas() for name, statement in sql.items()}
-    views = {f"view {k}": v for k, v in view_sql(reports, since, until).items()}
     rules = {f"category {name}": category_sql(rule) for name, rule in (categories or {}).items()}
     return Report(reports, since, until, by, tables, {**views, **sql, **rules})
 

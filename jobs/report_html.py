@@ -174,7 +174,7 @@ def render_page(report: Report) -> str:
         + chart(timeline_chart(timelines[timelines["call_id"] == call_id]), f"valence and arousal over {call_id}")
         for call_id in tables["escalated"]["call_id"] if (timelines["call_id"] == call_id).any()
     ]
-    views = sql_html(*(report.sql[f"view {table}"] for table in ("calls", "segments", "turns")))
+    views = sql_html(*(sql for key, sql in report.sql.items() if key.startswith("view ")))
     days = report.since if report.since == report.until else f"{report.since} to {report.until}"
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
