@@ -262,7 +262,7 @@ def accuracy(args) -> dict:
     from jobs.predict import predict_file
     from ser_core.labels import EMOTIONS
     from ser_core.metrics import NO_SPEECH, classification_report
-    from ser_core.model import load_bundle
+    from ser_core.bundle import load_bundle
 
     work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
     made = make_archive(ArchiveConfig(out=str(work / "archive"), corpora=corpus_options(tuple(args.corpus)), split=args.split, model=args.model,

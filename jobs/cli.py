@@ -14,7 +14,7 @@ import click
 
 from jobs import embed, evaluate, extract, make_archive, predict, report, score, submit, train, train_head
 from jobs.ray_runtime import configure_output, verbosity
-from ser_core.model import BundleError
+from ser_core.errors import BundleError
 
 
 def user_error_message(err: Exception) -> str | None:

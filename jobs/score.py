@@ -56,7 +56,7 @@ from ser_core.calls import (CallResult, ScoringConfig, in_emotion_order, label_c
                             turn_rows, window_labels)
 from ser_core.contact_metadata import ContactMetadata, MetadataError, folder_queue, read_metadata
 from ser_core.labels import EMOTIONS
-from ser_core.model import BUNDLE_FILE, load_bundle_files, read_bundle_files
+from ser_core.bundle import BUNDLE_FILE, load_bundle_files, read_bundle_files
 from ser_core.report_store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
 from ser_core.schema import CALLS, SEGMENTS, TURNS
 from ser_core.segmentation import NonFiniteError, WindowBatch, prepare_call

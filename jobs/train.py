@@ -23,7 +23,6 @@ import itertools
 import json
 import logging
 import os
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -46,6 +45,8 @@ from ser_core.featurize import table_windows
 from ser_core.labels import EMOTIONS
 from ser_core.metrics import grouped_reports, utterance_probabilities
 from ser_core.model import ModelConfig, TrainConfig
+from ser_core.model_kinds import CNN
+from ser_core.provenance import git_revision
 from ser_core.splits import HeldOutGroups
 
 log = logging.getLogger(__name__)
@@ -431,71 +432,6 @@ def data_summary(meta: pd.DataFrame) -> dict:
     return summary
 
 
-def git_revision() -> str | None:
-    """The project's git commit (with ``-dirty`` when the tree has changes), or ``None`` outside a checkout."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return rev + ("-dirty" if dirty else "")
-
-
-def model_card(info: dict) -> str:
-    """A short human-readable card from the bundle's ``bundle.json`` content."""
-    lines = [
-        "# Model card: ser CNN",
-        "",
-        f"- Created {info['created_at']} from git {info.get('git_revision')}; {info['parameters']:,} parameters.",
-        f"- Input: {info['window_shape'][0]} frames x {info['window_shape'][1]} features (feature version "
-        f"`{info['feature_version']}`; 8 kHz log-mel, MFCC and deltas, ZCR, RMS); an utterance's prediction is "
-        "the mean of its 2.5 s windows' probabilities.",
-        f"- Labels: {', '.join(EMOTIONS)}.",
-        f"- Trained with `ser train` on {info['training']['workers']} Ray Train worker(s); best epoch "
-        f"{info['training']['best_epoch']} of {len(info['training']['history'])} by validation score "
-        "(mean over corpora of utterance UAR through the call channel); the test split was never used for selection.",
-        "- Speech cut by the segmentation recorded in `bundle.json` (`ser_core.segmentation`), the same in training, "
-        "evaluation, `ser predict` and `ser score`; training examples are each clip as recorded and as the customer turn "
-        "of a simulated call (level spread, noise floor, the agent's leak, band, G.711).",
-        "",
-        "## Utterance-level results (speaker-disjoint; TESS word-disjoint)",
-        "",
-        "| split | channel | corpus | utterances | accuracy | UAR | macro-F1 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for key, reports in info["metrics"].items():
-        split, _, channel = key.partition("_")
-        for corpus, r in reports.items():
-            lines.append(f"| {split} | {channel or 'clip'} | {corpus} | {r['n']} | {r['accuracy']:.3f} | {r['uar']:.3f} | {r['macro_f1']:.3f} |")
-    lines += ["", "Figures: `figures/learning_curves.png` and `figures/confusion_<split>[_call].png`."]
-    if info.get("experiments"):
-        lines += ["", "## Model selection (validation split only)", "", info["experiments"]["summary"], "",
-                  "| run | change | best validation UAR (RAVDESS / TESS) | epochs |", "|---|---|---|---|"]
-        lines += [f"| {e['name']} | {e['change']} | {e['result']} | {e['epochs']} |" for e in info["experiments"]["runs"]]
-        lines += ["", "Commands:", "", "```", *info["experiments"]["commands"], "```"]
-    features = info["features"]
-    lines += ["", "## Training data (utterances, original copies)", "",
-              f"Features from {', '.join(name for name, _ in features['corpora'])}: every utterance as a clip and through the call "
-              f"channel, and {features['augment_copies']} augmented copies (pitch, stretch, telephone channel, gain, noise; then the "
-              "call channel) of each training utterance only.", ""]
-    for split in ("train", "validation", "test"):
-        if split in info["data_summary"]:
-            s = info["data_summary"][split]
-            lines.append(f"- {split}: {s['utterances']} utterances ({json.dumps(s['per_corpus'])}), {len(s['per_speaker'])} speakers, "
-                         f"{s['windows_all_copies']} windows (all copies)")
-    lines += [
-        "",
-        "## Limits",
-        "",
-        f"Acted emotions only ({', '.join(name for name, _ in features['corpora'])}). "
-        "Expect lower accuracy on spontaneous speech, other languages and unseen recording chains; calm is "
-        "merged into neutral. Not for decisions about individuals.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def write_bundle_figures(folder: str, info: dict) -> list:
     """Learning curves and the overall validation/test confusion matrices as PNGs in the local ``folder/figures``."""
     from ser_core import plots
@@ -626,7 +562,7 @@ def run_train(config: TrainJobConfig) -> dict:
         "metrics": evaluate_splits(model, meta, spec, mean, std),
     }
     with tempfile.TemporaryDirectory() as folder:
-        stage_bundle(model, spec, mean, std, folder, info=info, card=model_card(info))
+        stage_bundle(model, spec, mean, std, folder, info=info, card=CNN.card(info))
         write_bundle_figures(folder, info)
         publish_bundle(folder, config.out)
     return info

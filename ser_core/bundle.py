@@ -17,58 +17,38 @@ manifest) gets a :class:`BundleError`, never a mix of two bundles.
 Bundles are untrusted input (they come from ``s3://`` and are shipped to every scoring actor): a model file
 must be a zip with exactly the expected members, and every class its config names must be on an allow-list
 of the built-in layers the project uses and its two registered layers, all checked before Keras sees the
-file. A legacy HDF5 file, a ``Lambda`` layer or any other class is refused.
+file (:mod:`ser_core.model_files`). A legacy HDF5 file, a ``Lambda`` layer or any other class is refused. What
+each ``model_kind`` loads, and its front end, is registered in :mod:`ser_core.model_kinds`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ser_core import storage
+from ser_core.errors import BundleError
 from ser_core.features import FeatureSpec
 from ser_core.frontends import EncoderFrontend, FeatureFrontend
 from ser_core.segmentation import Segmentation
 from ser_core.labels import EMOTIONS
 from ser_core.manifest import Utterance
-from ser_core.model import _keras, custom_layers
+from ser_core.model_files import MODEL_FILE
+from ser_core.model_kinds import ModelKind, get_kind
 from ser_core.splits import HeldOutGroups, ModelSplits, SplitConfig
 
 BUNDLE_FILE = "bundle.json"
-MODEL_FILE = "model.keras"
 CARD_FILE = "MODEL_CARD.md"
 BUNDLED_MODEL_DIR = Path(__file__).with_name("bundled_model")
 BUNDLED_MODELS: dict[str, Path] = {"cnn": BUNDLED_MODEL_DIR, "whisper-head": Path(__file__).with_name("bundled_whisper_head")}
 """The bundles shipped in the package, by the name ``--model`` takes (a name wins over a folder of that name)."""
 DEFAULT_MODEL = "whisper-head"
 DEFAULT_KIND = "cnn"
-
-KERAS_MEMBERS = frozenset({"config.json", "model.weights.h5", "metadata.json"})
-MAX_JSON_MEMBER = 16 * 2**20
-# Keras classes a model config may name, by the module Keras records for them.
-ALLOWED_CLASSES = {
-    "keras.layers": frozenset({
-        "InputLayer", "Conv1D", "Conv2D", "BatchNormalization", "Activation", "MaxPooling1D", "MaxPooling2D",
-        "Reshape", "Concatenate", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Dropout", "Dense",
-    }),
-    "keras.initializers": frozenset({"GlorotUniform", "Zeros", "Ones"}),
-    "keras.regularizers": frozenset({"L2"}),
-    "tf_keras.src.engine.functional": frozenset({"Functional"}),
-}
-REGISTERED_CLASSES = {"ser>SpecAugment": "SpecAugment", "ser>WindowMeanNorm": "WindowMeanNorm"}
-REGISTERED_MODULE = "ser_core.model"
-
-
-class BundleError(ValueError):
-    """A model bundle that is missing, malformed, torn, unsafe, or incompatible with this extractor."""
 
 
 @dataclass
@@ -107,73 +87,6 @@ class ModelBundle:
         return np.concatenate(outputs).astype(np.float32)
 
 
-# ------------------------------------------------------------------------------------ the cnn model kind
-
-
-def _check_class(node: dict) -> None:
-    module, name, registered = node.get("module"), node["class_name"], node.get("registered_name")
-    if registered in REGISTERED_CLASSES and (module, name) == (REGISTERED_MODULE, REGISTERED_CLASSES[registered]):
-        return
-    if name in ALLOWED_CLASSES.get(module, ()) and registered in (None, name):
-        return
-    raise BundleError(f"{MODEL_FILE}: class {name!r} (module {module!r}, registered as {registered!r}) is not allowed in a model")
-
-
-def _check_config(node: object) -> None:
-    """Refuse any object in a Keras config whose class is not on the allow-list (``Lambda`` included)."""
-    if isinstance(node, dict):
-        if "class_name" in node:
-            _check_class(node)
-        for value in node.values():
-            _check_config(value)
-    elif isinstance(node, list):
-        for value in node:
-            _check_config(value)
-
-
-def check_keras_archive(data: bytes) -> None:
-    """Refuse, before Keras sees them, model bytes that are not a Keras v3 zip of known layers only."""
-    if not data.startswith(b"PK\x03\x04"):
-        kind = "a legacy HDF5 file" if data.startswith(b"\x89HDF") else "not a zip archive"
-        raise BundleError(f"{MODEL_FILE} is {kind}; only the Keras v3 zip format is accepted (it cannot run code)")
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = {info.filename: info for info in archive.infolist()}
-            if len(members) != len(archive.infolist()) or set(members) != KERAS_MEMBERS:
-                raise BundleError(f"{MODEL_FILE} holds {sorted(members)}; expected exactly {sorted(KERAS_MEMBERS)}")
-            if any(members[name].file_size > MAX_JSON_MEMBER for name in ("config.json", "metadata.json")):
-                raise BundleError(f"{MODEL_FILE}: config.json or metadata.json is larger than {MAX_JSON_MEMBER} bytes")
-            config = json.loads(archive.read("config.json"))
-            json.loads(archive.read("metadata.json"))
-        _check_config(config)
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise BundleError(f"{MODEL_FILE} is not a readable Keras archive: {err!r}") from None
-
-
-def load_keras(files: dict[str, bytes]):
-    """The Keras model from a checked ``model.keras`` (Keras safe mode, the project's registered layers only)."""
-    data = files[MODEL_FILE]
-    check_keras_archive(data)
-    with tempfile.TemporaryDirectory(prefix="ser-model-") as folder:
-        path = Path(folder, MODEL_FILE)
-        path.write_bytes(data)
-        return _keras().models.load_model(path, custom_objects=custom_layers(), safe_mode=True, compile=False)
-
-
-@dataclass(frozen=True)
-class ModelKind:
-    """How to load one kind of model: the bundle files it needs (besides ``bundle.json``) and the loader."""
-
-    files: tuple[str, ...]
-    load: Callable[[dict[str, bytes]], object]
-
-
-MODEL_KINDS: dict[str, ModelKind] = {
-    "cnn": ModelKind(files=(MODEL_FILE,), load=load_keras),
-    "whisper-head": ModelKind(files=(MODEL_FILE,), load=load_keras),  # see ser_core.whisper_model
-}
-
-
 def segmentation_of(info: dict) -> Segmentation:
     """The segmentation the bundle was trained with (bundles older than segmented training: today's default)."""
     try:
@@ -184,24 +97,13 @@ def segmentation_of(info: dict) -> Segmentation:
 
 def frontend_of(kind: str, info: dict, spec: FeatureSpec) -> FeatureFrontend | EncoderFrontend:
     """The front end a bundle of ``kind`` takes its windows from, cutting speech as the bundle was trained to."""
-    segmentation = segmentation_of(info)
-    if kind == "whisper-head":
-        from ser_core.whisper_model import embedding_spec
-
-        norm = info.get("speaker_norm")
-        if norm:
-            return EncoderFrontend(spec, embedding_spec(info), segmentation, np.asarray(norm["prior"], np.float32),
-                                   int(norm["prior_windows"]))
-        return EncoderFrontend(spec, embedding_spec(info), segmentation)
-    return FeatureFrontend(spec, segmentation)
+    return get_kind(kind).frontend(info, spec, segmentation_of(info))
 
 
 def model_kind(info: dict) -> tuple[str, ModelKind]:
     """The bundle's model kind (``cnn`` when ``bundle.json`` names none) and how to load it."""
     name = info.get("model_kind", DEFAULT_KIND)
-    if name not in MODEL_KINDS:
-        raise BundleError(f"unknown model kind {name!r}; this ser knows {', '.join(MODEL_KINDS)}")
-    return name, MODEL_KINDS[name]
+    return name, get_kind(name)
 
 
 def model_version(kind: str, data: bytes) -> str:

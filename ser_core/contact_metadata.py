@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ser_core import storage
+from ser_core.errors import SerError
 from ser_core.schema import CONTACT_FIELDS
 
 KEYS = ("path", "call_id")
@@ -26,7 +27,7 @@ DAY_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
 NO_QUEUE = "(none)"
 
 
-class MetadataError(ValueError):
+class MetadataError(SerError, ValueError):
     """A metadata file that cannot be used (unreadable, no key column, repeated keys, bad times)."""
 
 

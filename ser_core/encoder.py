@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ser_core.errors import SerError
+
 WHISPER_RATE = 16_000
 N_FFT = 400
 MEL_HOP = 160
@@ -49,7 +51,7 @@ TRUNCATED_SHA256 = {  # model.bin with encoder layers < K only, as truncated_mod
 TARGET_RMS_DB = -20.0
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderUnavailable(SerError, RuntimeError):
     """The Whisper weights are missing or do not match the pinned hash."""
 
 

@@ -3,8 +3,8 @@
 Keras here is ``tf_keras`` (Keras 2), used explicitly everywhere: Keras 3's ``fit()`` fails under
 ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585), which Ray Train's TensorflowTrainer uses.
 
-Model bundles (publishing, verifying, loading) live in :mod:`ser_core.bundle`; their names are still
-importable from here for older callers.
+Model bundles (publishing, verifying, loading) live in :mod:`ser_core.bundle`; the ``cnn`` model kind (its loader,
+front end and card) is registered in :mod:`ser_core.model_kinds`.
 """
 
 from __future__ import annotations
@@ -21,20 +21,6 @@ from ser_core.labels import EMOTIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-BUNDLE_NAMES = frozenset({
-    "BUNDLE_FILE", "MODEL_FILE", "CARD_FILE", "BUNDLED_MODEL_DIR", "BundleError", "ModelBundle",
-    "save_bundle", "read_bundle_files", "load_bundle_files", "load_bundle",
-})
-
-
-def __getattr__(name: str):
-    """Bundle names re-exported from :mod:`ser_core.bundle` (imported on first use: it imports this module)."""
-    if name in BUNDLE_NAMES:
-        from ser_core import bundle
-
-        return getattr(bundle, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ser_core import storage
+from ser_core.errors import SerError
 from ser_core.schema import CALLS, SEGMENTS, TURNS
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,11 @@ DETAILS = {"segments": SEGMENTS, "turns": TURNS}
 INDEX_COLUMNS = ("call_id", "source_uri", "status", "model_version", "agent_channel", "scored_at", "run_id")
 
 
-class LeaseHeld(RuntimeError):
+class LeaseHeld(SerError, RuntimeError):
     """Another live writer holds the report prefix."""
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(SerError, RuntimeError):
     """This writer no longer holds the report prefix (taken over, or not renewed in time)."""
 
 

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ser_core.audio import SpooledAudio
+from ser_core.errors import SerError
 from ser_core.features import FeatureSpec, frame_features, windows
 from ser_core.vad import VadConfig, channel_energies, detect, frame_levels_db, is_dual_mono, stream_frame_levels
 
@@ -40,7 +41,7 @@ class Segmentation:
         return cls(vad=VadConfig(**values["vad"]), **{k: v for k, v in values.items() if k != "vad"})
 
 
-class NonFiniteError(ValueError):
+class NonFiniteError(SerError, ValueError):
     """Features or probabilities that are not finite numbers (float audio with huge samples, for example)."""
 
 

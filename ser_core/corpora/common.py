@@ -8,12 +8,13 @@ from collections import defaultdict
 from typing import Callable
 
 from ser_core import storage
+from ser_core.errors import SerError
 from ser_core.manifest import CorpusScan, Rejected, Utterance
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
 
-class UnparsableName(ValueError):
+class UnparsableName(SerError, ValueError):
     """A file name that does not follow its corpus's naming rules (the message says which rule)."""
 
 

@@ -249,7 +249,8 @@ def s3_model(s3_server, tmp_path_factory) -> str:
     import numpy as np
 
     from ser_core.features import FeatureSpec
-    from ser_core.model import build_model, save_bundle
+    from ser_core.bundle import save_bundle
+    from ser_core.model import build_model
 
     spec = FeatureSpec()
     local = save_bundle(build_model(spec), spec, np.zeros(spec.n_features), np.ones(spec.n_features),

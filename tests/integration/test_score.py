@@ -26,7 +26,8 @@ from jobs.score import cli as score_cli
 from ser_core.audio import decode
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
-from ser_core.model import ModelConfig, build_model, load_bundle, save_bundle
+from ser_core.bundle import load_bundle, save_bundle
+from ser_core.model import ModelConfig, build_model
 from ser_core.schema import CALLS, SEGMENTS
 from ser_core.segmentation import Segmentation, call_regions, call_windows
 from tests.audio_factory import speech_like, write_audio, write_corrupt_files, write_speech

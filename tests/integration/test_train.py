@@ -32,7 +32,8 @@ from jobs.train import (
 from ser_core.features import FeatureSpec
 from ser_core.featurize import ExtractConfig
 from ser_core.splits import SplitConfig
-from ser_core.model import ModelConfig, TrainConfig, build_model, load_bundle
+from ser_core.bundle import load_bundle
+from ser_core.model import ModelConfig, TrainConfig, build_model
 from tests.audio_factory import write_speech
 
 RAVDESS_EMOTION_CODES = ("01", "03", "04", "05", "06", "07", "08")  # neutral happy sad angry fear disgust surprise

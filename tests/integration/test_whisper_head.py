@@ -18,8 +18,9 @@ from ser_core.bundle import BundleError, load_bundle  # noqa: E402
 from ser_core.embeddings import EmbeddingSpec  # noqa: E402
 from ser_core.frontends import EncoderFrontend  # noqa: E402
 from ser_core.head import HeadConfig, build_head  # noqa: E402
-from ser_core.bundle import publish_bundle  # noqa: E402
-from ser_core.whisper_model import stage_whisper_head  # noqa: E402
+from ser_core.bundle import publish_bundle, stage_bundle  # noqa: E402
+from ser_core.features import FeatureSpec  # noqa: E402
+from ser_core.whisper_model import WHISPER_KIND, manifest_fields  # noqa: E402
 from tests.integration.test_train import write_fake_ravdess  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -101,7 +102,8 @@ def test_development_fit_with_speaker_normalisation(shipped):
 
 def test_head_trained_on_other_encoder_weights_is_refused(tmp_path):
     spec = EmbeddingSpec(weights_sha256="0" * 64)
-    stage_whisper_head(build_head(spec.dim, HeadConfig(hidden=(4,))), spec, np.zeros(spec.dim), np.ones(spec.dim), tmp_path / "staged", {})
+    stage_bundle(build_head(spec.dim, HeadConfig(hidden=(4,))), FeatureSpec(sample_rate=spec.sample_rate), np.zeros(spec.dim), np.ones(spec.dim),
+                 tmp_path / "staged", {}, kind=WHISPER_KIND, manifest=manifest_fields(spec))
     publish_bundle(tmp_path / "staged", str(tmp_path / "m"))
     with pytest.raises(BundleError, match="encoder weights"):
         load_bundle(tmp_path / "m")

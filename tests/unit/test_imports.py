@@ -1,0 +1,104 @@
+"""The import graph: ``ser_core`` has no cycles (imports inside functions included) and imports neither Ray nor click."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def modules(package: str) -> dict[str, Path]:
+    """``dotted name -> file`` of every module of ``package``."""
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imported(name: str, path: Path) -> set[str]:
+    """Every module ``name`` imports, anywhere in its file (a function's body too), by absolute dotted name."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], *filter(None, [base])])
+            names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return names
+
+
+def graph(package: str) -> dict[str, set[str]]:
+    """``module -> the modules of package it imports``."""
+    found = modules(package)
+    return {name: {m for m in imported(name, path) if m in found and m != name} for name, path in found.items()}
+
+
+def cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``edges`` as the modules along it, or ``None``.
+
+    >>> cycle({"a": {"b"}, "b": {"a"}})
+    ['a', 'b', 'a']
+    >>> cycle({"a": {"b"}, "b": set()}) is None
+    True
+    """
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], node, nxt] if nxt in path else [*path, node, nxt]
+            if nxt not in state and (found := visit(nxt, [*path, node])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(edges):
+        if start not in state and (found := visit(start, [])):
+            return found
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(modules("ser_core")))
+def test_every_library_module_imports(name):
+    importlib.import_module(name)
+
+
+def test_the_library_has_no_import_cycle():
+    assert cycle(graph("ser_core")) is None
+
+
+def test_the_library_imports_neither_ray_nor_click():
+    found = modules("ser_core")
+    outside = {name: sorted(m for m in imported(name, path) if m.split(".")[0] in ("ray", "click", "jobs"))
+               for name, path in found.items()}
+    assert {name: ms for name, ms in outside.items() if ms} == {}
+
+
+def test_every_library_error_derives_from_ser_error():
+    from ser_core.errors import SerError
+
+    for name in modules("ser_core"):
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == name:
+                assert issubclass(value, SerError), f"{name}.{value.__name__}"
+
+
+def test_a_model_kind_is_registered_once_and_unknown_kinds_are_bundle_errors():
+    from ser_core.errors import BundleError
+    from ser_core.model_kinds import CNN, get_kind, register_kind
+
+    assert get_kind("cnn") is CNN and get_kind("whisper-head").card.__name__ == "whisper_head_card"
+    with pytest.raises(ValueError, match="already registered"):
+        register_kind(CNN)
+    with pytest.raises(BundleError, match="unknown model kind 'wav2vec-head'"):
+        get_kind("wav2vec-head")
