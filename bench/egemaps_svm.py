@@ -17,9 +17,8 @@ import time
 
 import numpy as np
 
-from jobs.extract import scan_all
 from ser_core.audio import decode
-from ser_core.corpora import parse_corpus_option
+from ser_core.corpora import parse_corpus_option, scan_all
 from ser_core.metrics import classification_report
 from ser_core.splits import assign_splits
 

@@ -128,10 +128,10 @@ def measure(command: list[str]) -> dict:
 
 def build(out: Path, corpora: list[str], calls: int, customer_turns: int, seed: int) -> float:
     """An archive via ``make_archive``; returns its hours of audio."""
-    from jobs.extract import corpus_options
+    from ser_core.corpora import parse_corpus_option
     from jobs.make_archive import ArchiveConfig, make_archive
 
-    config = ArchiveConfig(out=str(out), corpora=corpus_options(tuple(corpora)), calls=calls, customer_turns=customer_turns,
+    config = ArchiveConfig(out=str(out), corpora=tuple(map(parse_corpus_option, corpora)), calls=calls, customer_turns=customer_turns,
                            split="all", date="2026-11-23", seed=seed)
     return make_archive(config).audio_seconds / 3600
 
@@ -257,7 +257,7 @@ def accuracy(args) -> dict:
     import duckdb
     import pandas as pd
 
-    from jobs.extract import corpus_options
+    from ser_core.corpora import parse_corpus_option
     from jobs.make_archive import ArchiveConfig, make_archive
     from jobs.predict import predict_file
     from ser_core.labels import EMOTIONS
@@ -265,7 +265,7 @@ def accuracy(args) -> dict:
     from ser_core.bundle import load_bundle
 
     work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
-    made = make_archive(ArchiveConfig(out=str(work / "archive"), corpora=corpus_options(tuple(args.corpus)), split=args.split, model=args.model,
+    made = make_archive(ArchiveConfig(out=str(work / "archive"), corpora=tuple(map(parse_corpus_option, args.corpus)), split=args.split, model=args.model,
                                       date="2026-11-23", seed=0))
     run = measure(score_command(work / "archive" / "audio", work / "reports", 2, args.model))
     truth = pd.read_parquet(work / "archive" / "ground_truth.parquet")

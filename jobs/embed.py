@@ -24,10 +24,10 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from jobs import options
-from jobs.extract import corpus_options, scan_all, shard_key
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.augment import AugmentPolicy
+from ser_core.corpora import scan_all
 from ser_core.embeddings import EmbeddingSpec, embeddings_schema
 from ser_core.examples import example_copies
 from ser_core.features import FeatureSpec
@@ -36,6 +36,7 @@ from ser_core.encoder import ENCODER_LAYERS
 from ser_core.manifest import Utterance
 from ser_core.schema import ERRORS
 from ser_core.segmentation import Segmentation
+from ser_core.shards import plan_shards
 from ser_core.splits import SplitConfig, assign_splits
 
 
@@ -90,10 +91,7 @@ def run_embed(config: EmbedJobConfig) -> dict:
     started = time.time()
     scan = scan_all(config.corpora)
     splits = assign_splits(scan.utterances, config.splits)
-    ordered = sorted(scan.utterances, key=lambda u: u.utterance_id)
-    shards = [ordered[i : i + config.shard_size] for i in range(0, len(ordered), config.shard_size)]
-    settings = (config.spec, config.segmentation, config.augment, config.policy)
-    planned = {f"shard-{i:05d}-{shard_key(shard, splits, settings)}.parquet": shard for i, shard in enumerate(shards)}
+    planned = plan_shards(scan.utterances, splits, config.shard_size, (config.spec, config.segmentation, config.augment, config.policy))
     out_dir, errors_dir = storage.join(config.out, "embeddings"), storage.join(config.out, "errors")
     for folder in (out_dir, errors_dir):
         for leftover in storage.parquet_files(folder) - set(planned):
@@ -143,7 +141,7 @@ def run_embed(config: EmbedJobConfig) -> dict:
 @options.no_progress
 def cli(corpora, out, augment, layers, shard_size, workers, ray_address, no_progress) -> None:
     """Embed labelled corpora with the frozen Whisper-base encoder (pooled 2.5 s windows) into Parquet."""
-    config = EmbedJobConfig(corpora=corpus_options(corpora), out=out, spec=EmbeddingSpec(layers=layers), augment=augment, shard_size=shard_size,
+    config = EmbedJobConfig(corpora=options.corpus_options(corpora), out=out, spec=EmbeddingSpec(layers=layers), augment=augment, shard_size=shard_size,
                             ray_address=ray_address, local_cpus=workers, progress=not no_progress)
     metadata = run_embed(config)
     click.echo(f"embedded {metadata['utterances']} utterances ({len(metadata['rejected'])} files rejected) into {out}; "

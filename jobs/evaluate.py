@@ -21,11 +21,11 @@ import pandas as pd
 import ray
 
 from jobs import options
-from jobs.extract import corpus_options, scan_all
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.bundle import BundleError, load_bundle, model_splits
+from ser_core.corpora import scan_all
 from ser_core.features import FeatureSpec
 from ser_core.frontends import EncoderFrontend, FeatureFrontend
 from ser_core.manifest import Utterance
@@ -170,7 +170,7 @@ def format_table(report: dict) -> str:
 def cli(model, corpora, split, json_out, plots, ray_address) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices of a model on labelled corpora."""
     try:
-        report = run_evaluate(EvaluateConfig(corpora=corpus_options(corpora), model=model, split=split, json_out=json_out,
+        report = run_evaluate(EvaluateConfig(corpora=options.corpus_options(corpora), model=model, split=split, json_out=json_out,
                                              plots=plots, ray_address=ray_address))
     except BundleError as err:
         raise click.ClickException(f"model refused: {err}") from None

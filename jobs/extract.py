@@ -18,7 +18,6 @@ S3). A rerun after a kill deletes the temporaries the kill left, rewrites uncomm
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -35,9 +34,10 @@ from jobs.ray_runtime import ensure_ray
 from ser_core import storage
 from ser_core.audio import AudioDecodeError
 from ser_core.augment import AugmentPolicy
-from ser_core.corpora import parse_corpus_option, scan_corpus
+from ser_core.corpora import scan_all
 from ser_core.featurize import ExtractConfig, featurize_utterance, rows_to_table
-from ser_core.manifest import CorpusScan, Rejected, Utterance, rejected_to_frame, utterances_to_frame
+from ser_core.manifest import CorpusScan, Utterance, rejected_to_frame, utterances_to_frame
+from ser_core.shards import plan_shards
 from ser_core.schema import ERRORS, MANIFEST, features_schema
 from ser_core.splits import SplitConfig, assign_splits
 
@@ -73,31 +73,6 @@ class ExtractSummary:
     per_corpus: dict = field(default_factory=dict)
 
 
-def scan_all(corpora: tuple[tuple[str, str], ...]) -> CorpusScan:
-    """Scan every ``(name, root)``; a second utterance with an id already seen is rejected, not duplicated."""
-    scan = CorpusScan()
-    for name, root in corpora:
-        scan.extend(scan_corpus(name, root))
-    seen: set[str] = set()
-    unique: list[Utterance] = []
-    for utt in scan.utterances:
-        if utt.utterance_id in seen:
-            scan.rejected.append(Rejected(utt.uri, utt.corpus, "manifest", f"duplicate of utterance {utt.utterance_id}"))
-        else:
-            seen.add(utt.utterance_id)
-            unique.append(utt)
-    scan.utterances = unique
-    return scan
-
-
-def shard_key(utts: list[Utterance], splits: dict[str, str], settings: object) -> str:
-    """Hash of a shard's utterances, their splits and the ``settings`` (by repr) that change its rows."""
-    digest = hashlib.sha256(repr(settings).encode())
-    for utt in utts:
-        digest.update(f"{utt.utterance_id}|{utt.uri}|{utt.emotion}|{splits[utt.utterance_id]}\n".encode())
-    return digest.hexdigest()[:12]
-
-
 def featurize_shard(utts: list[Utterance], splits: dict[str, str], config: ExtractConfig, features_uri: str, errors_uri: str) -> dict:
     """Featurize one shard and write its feature and error files; decode failures become error rows."""
     rows: list[dict] = []
@@ -130,21 +105,16 @@ def run_extract(config: ExtractJobConfig) -> ExtractSummary:
     manifest["split"] = [splits[u] for u in manifest["utterance_id"]]
     storage.write_parquet_atomic(pa.Table.from_pandas(manifest, schema=MANIFEST, preserve_index=False), storage.join(config.out, "manifest.parquet"))
 
-    ordered = sorted(scan.utterances, key=lambda u: u.utterance_id)
-    shards = [ordered[i : i + config.shard_size] for i in range(0, len(ordered), config.shard_size)]
+    planned = plan_shards(scan.utterances, splits, config.shard_size, config.extract)
     features_dir, errors_dir = storage.join(config.out, "features"), storage.join(config.out, "errors")
-    planned = []
-    for index, shard in enumerate(shards):
-        name = f"shard-{index:05d}-{shard_key(shard, splits, config.extract)}.parquet"
-        planned.append((name, shard))
-    names = {name for name, _ in planned}
+    names = set(planned)
     done_features, done_errors = storage.parquet_files(features_dir), storage.parquet_files(errors_dir)
     for folder, present in ((features_dir, done_features), (errors_dir, done_errors)):
         for stale in sorted(present - names):
             log.info("removing stale shard %s from an earlier plan", stale)
             storage.remove(storage.join(folder, stale))
 
-    todo = [(name, shard) for name, shard in planned if not (name in done_features and name in done_errors)]
+    todo = [(name, shard) for name, shard in planned.items() if not (name in done_features and name in done_errors)]
     summary = ExtractSummary(shards_total=len(planned), shards_skipped=len(planned) - len(todo))
     if todo:
         ensure_ray(config.ray_address, config.local_cpus)
@@ -205,14 +175,6 @@ def _finish(config: ExtractJobConfig, scan: CorpusScan, summary: ExtractSummary)
     storage.write_bytes_atomic(storage.join(config.out, "metadata.json"), json.dumps(metadata, indent=2).encode())
 
 
-def corpus_options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """Parse repeated ``--corpus NAME=PATH`` options (shared by every command that reads corpora)."""
-    try:
-        return tuple(parse_corpus_option(v) for v in values)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--corpus") from None
-
-
 @click.command("extract")
 @options.corpus("NAME=DIR (ravdess, tess, emovo, ased, turev, nemo, cremad) or manifest=CSV; local or s3://. Repeatable.")
 @click.option("--out", required=True, help="Output folder or s3:// prefix.")
@@ -230,7 +192,7 @@ def cli(corpora, out, augment, augment_seed, validation_fraction, test_fraction,
             cpus_per_task, workers, ray_address, no_progress) -> None:
     """Extract features from labelled corpora into Parquet shards."""
     config = ExtractJobConfig(
-        corpora=corpus_options(corpora),
+        corpora=options.corpus_options(corpora),
         out=out,
         extract=ExtractConfig(augment_copies=augment, policy=AugmentPolicy(seed=augment_seed)),
         splits=SplitConfig(validation=validation_fraction, test=test_fraction, seed=split_seed),

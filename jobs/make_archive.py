@@ -34,10 +34,11 @@ import scipy.signal
 import soundfile as sf
 
 from jobs import options
-from jobs.extract import corpus_options, scan_all
 from ser_core import call_sim, storage
 from ser_core.audio import AudioDecodeError, decode
 from ser_core.bundle import BundleError, model_splits, read_bundle_info
+from ser_core.corpora import scan_all
+from ser_core.errors import Refused
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_core.manifest import Utterance
 from ser_core.schema import GROUND_TRUTH
@@ -149,11 +150,11 @@ def corpus_utterances(config: ArchiveConfig) -> tuple[list[Utterance], bool]:
     try:
         splits = model_splits(read_bundle_info(config.model), scan.utterances)
     except BundleError as err:
-        raise click.ClickException(f"model refused: {err}") from None
+        raise Refused(f"model refused: {err}") from None
     chosen = splits.select(scan.utterances, config.split)
     if not chosen:
-        raise click.ClickException(f"no utterances in split {config.split!r} of {', '.join(n for n, _ in config.corpora)} "
-                                   "(a corpus the model was not trained on has only --split all)")
+        raise Refused(f"no utterances in split {config.split!r} of {', '.join(n for n, _ in config.corpora)} "
+                      "(a corpus the model was not trained on has only --split all)")
     return sorted(chosen, key=lambda u: u.utterance_id), splits.recorded
 
 
@@ -209,7 +210,7 @@ def collect_voices(config: ArchiveConfig, rng: np.random.Generator, summary: Arc
         except AudioDecodeError as err:
             summary.skipped_utterances.append(f"{utt.uri}: {err.reason}")
     if len(by_speaker) < 2:
-        raise click.ClickException("the archive needs at least two speakers (agent and customer) in the chosen split")
+        raise Refused("the archive needs at least two speakers (agent and customer) in the chosen split")
     return by_speaker, [by_speaker[s][i] for s in sorted(by_speaker) for i in rng.permutation(len(by_speaker[s]))]
 
 
@@ -305,10 +306,11 @@ def _readme(config: ArchiveConfig, summary: ArchiveSummary) -> str:
 @click.option("--noise-floor", nargs=2, type=float, default=call_sim.CallConditions().noise_db, show_default=True,
               metavar="LOW HIGH", help="Each call's line noise, dBFS RMS, drawn between LOW and HIGH.")
 @click.option("--seed", default=0, show_default=True)
+@options.refusals
 def cli(corpora, out, split, model, calls, customer_turns, mono, date, audio_format, level_spread, noise_floor, seed) -> None:
     """Assemble a realistic call archive (agent/customer turns, telephone band, 8 kHz) with its ground truth."""
     conditions = call_sim.CallConditions(level_spread_db=level_spread, noise_db=tuple(sorted(noise_floor)))
-    config = ArchiveConfig(out=out, corpora=corpus_options(corpora), calls=calls, customer_turns=customer_turns, split=split,
+    config = ArchiveConfig(out=out, corpora=options.corpus_options(corpora), calls=calls, customer_turns=customer_turns, split=split,
                            model=model, stereo=not mono, conditions=conditions, audio_format=audio_format, seed=seed,
                            **({"date": date} if date else {}))
     if config.synthetic:

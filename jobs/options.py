@@ -3,14 +3,20 @@
 Use them as decorators (``@options.ray_address``); options whose help depends on the command take it::
 
     @options.date("Output partition [default: today, UTC].")
+
+:func:`refusals`, beneath a command's options, shows what its ``run_*`` function refuses as click does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 
 import click
+
+from ser_core.corpora import parse_corpus_option
+from ser_core.errors import Refused
 
 Decorator = Callable[[Callable], Callable]
 
@@ -32,8 +38,16 @@ def date(help_text: str) -> Decorator:
 
 def corpus(help_text: str = "Labelled corpus NAME=PATH (ravdess, tess, emovo, ased, turev, nemo, cremad or manifest=CSV); repeatable.",
            required: bool = True) -> Decorator:
-    """Repeatable ``--corpus NAME=PATH`` into the parameter ``corpora`` (parse it with ``extract.corpus_options``)."""
+    """Repeatable ``--corpus NAME=PATH`` into the parameter ``corpora`` (parse it with :func:`corpus_options`)."""
     return click.option("--corpus", "corpora", multiple=True, required=required, metavar="NAME=PATH", help=help_text)
+
+
+def corpus_options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Parse repeated ``--corpus NAME=PATH`` options (shared by every command that reads corpora)."""
+    try:
+        return tuple(parse_corpus_option(v) for v in values)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--corpus") from None
 
 
 ray_address: Decorator = click.option(
@@ -42,3 +56,17 @@ ray_address: Decorator = click.option(
 )
 
 no_progress: Decorator = click.option("--no-progress", is_flag=True, help="No progress bar.")
+
+
+def refusals(command: Callable) -> Callable:
+    """Decorate a command's function, beneath its options: a :class:`~ser_core.errors.Refused` it raises is click's
+    ``Error: <message>`` line and exit status 1."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except Refused as err:
+            raise click.ClickException(str(err)) from None
+
+    return run

@@ -55,6 +55,7 @@ from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
 from ser_core.calls import (CallResult, ScoringConfig, in_emotion_order, label_columns, speaker_role, summarise_call,
                             turn_rows, window_labels)
 from ser_core.contact_metadata import ContactMetadata, MetadataError, folder_queue, read_metadata
+from ser_core.errors import Refused
 from ser_core.labels import EMOTIONS
 from ser_core.bundle import BUNDLE_FILE, load_bundle_files, read_bundle_files
 from ser_core.report_store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
@@ -145,7 +146,7 @@ def list_calls(archive: str, root: str | None = None) -> list[CallInput]:
     relative = [storage.relative_to(uri, base) for uri in uris]
     outside = [rel for rel in relative if rel.startswith("../")]
     if outside:
-        raise click.ClickException(f"--id-root {base} does not contain the archive (e.g. {outside[0]})")
+        raise Refused(f"--id-root {base} does not contain the archive (e.g. {outside[0]})")
     stems = [posixpath.splitext(rel)[0] for rel in relative]
     taken = Counter(stems)
     return [CallInput(stem if taken[stem] == 1 else rel, uri) for uri, rel, stem in zip(uris, relative, stems)]
@@ -392,8 +393,8 @@ def make_run_id() -> str:
 def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
     """The bundle's files and model version, after loading it and predicting one window in the driver.
 
-    Any problem (unreadable, corrupt weights, unknown labels, unusable output) is a job-level failure raised as a
-    :class:`click.ClickException` before anything is read or written.
+    Any problem (unreadable, corrupt weights, unknown labels, unusable output) is a job-level failure raised as
+    :class:`~ser_core.errors.Refused` before anything is read or written.
     """
     try:
         files = read_bundle_files(model)
@@ -404,7 +405,7 @@ def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
         if probe.shape != (2, len(bundle.labels)) or not np.isfinite(probe).all():
             raise ValueError(f"the model's output for silence has shape {probe.shape} or is not finite")
     except Exception as err:  # the job must not start with a model the actors cannot use
-        raise click.ClickException(f"model bundle {model or '(bundled)'} is not usable: {brief(err)}") from None
+        raise Refused(f"model bundle {model or '(bundled)'} is not usable: {brief(err)}") from None
     return files, json.loads(files[BUNDLE_FILE])["model_version"]
 
 
@@ -424,10 +425,7 @@ def run_score(config: ScoreJobConfig) -> ScoreSummary:
     """Run the scoring job and return its summary (see the module docstring for the semantics)."""
     started = time.time()
     calls = list_calls(config.archive, config.id_root)
-    try:
-        metadata = read_metadata(config.metadata) if config.metadata else None
-    except MetadataError as err:
-        raise click.BadParameter(str(err), param_hint="--metadata") from None
+    metadata = read_metadata(config.metadata) if config.metadata else None
     bundle_files, model_version = checked_bundle(config.model)
     summary = ScoreSummary(files=len(calls), model_version=model_version, run_id=make_run_id())
     contacts = contact_columns(calls, metadata, config.archive, summary)
@@ -435,14 +433,14 @@ def run_score(config: ScoreJobConfig) -> ScoreSummary:
     try:
         lease.acquire()
     except LeaseHeld as err:
-        raise click.ClickException(f"another ser score is writing {config.out}: {err}") from None
+        raise Refused(f"another ser score is writing {config.out}: {err}") from None
     try:
         store = ReportStore(config.out, lease)
         previous = store.recover()
         conflicts = call_id_conflicts(calls, store.call_id_owners())
         if conflicts:
-            raise click.ClickException(f"{len(conflicts)} call ids already name other files in {config.out} "
-                                       f"(e.g. {conflicts[0]}); pass --id-root to give them unique ids")
+            raise Refused(f"{len(conflicts)} call ids already name other files in {config.out} "
+                          f"(e.g. {conflicts[0]}); pass --id-root to give them unique ids")
         agent = config.scoring.agent_channel
         todo = [c for c in calls if config.force or not already_scored(previous.get(c.uri), model_version, agent)]
         summary.skipped = len(calls) - len(todo)
@@ -454,7 +452,7 @@ def run_score(config: ScoreJobConfig) -> ScoreSummary:
             writer.flush()
         summary.parts, summary.replaced = writer.parts, writer.replaced
     except LeaseLost as err:
-        raise click.ClickException(f"stopped writing {config.out}: {err}") from None
+        raise Refused(f"stopped writing {config.out}: {err}") from None
     finally:
         lease.release()
     summary.wall_seconds = time.time() - started
@@ -536,6 +534,7 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
 @click.option("--metadata", default=None, metavar="FILE",
               help="CSV or Parquet of contact fields per recording (column path, relative to --archive, or call_id).")
 @options.no_progress
+@options.refusals
 def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_address, batch_size, calls_per_part,
         max_hours, task_retries, max_crashed_calls, metadata, no_progress) -> None:
     """Score a call archive into Parquet emotion reports (incremental; safe to rerun)."""
@@ -560,6 +559,8 @@ def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_a
         summary = run_score(config)
     except FileNotFoundError as err:
         raise click.ClickException(str(err)) from None
+    except MetadataError as err:
+        raise click.BadParameter(str(err), param_hint="--metadata") from None
     click.echo(
         f"{summary.files} files: {summary.ok} ok, {summary.error} error, {summary.skipped} skipped "
         f"(already scored ok by {summary.model_version}); {summary.replaced} older rows replaced; "

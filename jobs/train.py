@@ -36,9 +36,11 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from jobs import options
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
 from ser_core.bundle import publish_bundle, stage_bundle
+from ser_core.errors import Refused
 from ser_core.examples import CALL_COPY
 from ser_core.features import FeatureSpec
 from ser_core.featurize import table_windows
@@ -111,13 +113,13 @@ def check_resume(run_storage: str, identity: dict) -> None:
     """Refuse to resume a run whose checkpoints were trained on other features or split settings."""
     path = storage.join(run_storage, RUN_FEATURES)
     if not storage.exists(path):
-        raise click.ClickException(f"cannot --resume {run_storage}: it has no record ({RUN_FEATURES}) of the features it "
-                                   "was trained on; start afresh without --resume")
+        raise Refused(f"cannot --resume {run_storage}: it has no record ({RUN_FEATURES}) of the features it "
+                      "was trained on; start afresh without --resume")
     recorded = json.loads(storage.read_bytes(path))
     differs = [key for key in identity if recorded.get(key) != identity[key]]
     if differs:
-        raise click.ClickException(f"cannot --resume {run_storage}: these features differ from its checkpoints' in "
-                                   f"{', '.join(differs)}; start afresh without --resume")
+        raise Refused(f"cannot --resume {run_storage}: these features differ from its checkpoints' in "
+                      f"{', '.join(differs)}; start afresh without --resume")
 
 
 def features_held_out(features: str) -> HeldOutGroups:
@@ -469,7 +471,7 @@ def run_train(config: TrainJobConfig) -> dict:
     metadata = read_feature_metadata(config.features)
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
     if spec.version != metadata["feature_version"]:
-        raise click.ClickException(f"{config.features}: metadata feature spec hashes to {spec.version}, not {metadata['feature_version']}")
+        raise Refused(f"{config.features}: metadata feature spec hashes to {spec.version}, not {metadata['feature_version']}")
     identity = features_identity(config.features, metadata)
     if config.resume:
         check_resume(config.run_storage, identity)
@@ -482,12 +484,12 @@ def run_train(config: TrainJobConfig) -> dict:
     n_train = int((meta["split"] == "train").sum())
     train_files = split_files(meta, "train")
     if n_train < config.train.batch_size or not (meta["split"] == "validation").any():
-        raise click.ClickException(f"{config.features}: need at least {config.train.batch_size} training windows and a validation split")
+        raise Refused(f"{config.features}: need at least {config.train.batch_size} training windows and a validation split")
     if config.train.batch_size % config.workers:
-        raise click.ClickException(f"--batch-size {config.train.batch_size} must be a multiple of --workers {config.workers}")
+        raise Refused(f"--batch-size {config.train.batch_size} must be a multiple of --workers {config.workers}")
     if len(train_files) < config.workers:
-        raise click.ClickException(f"{config.features}: {len(train_files)} shard file(s) of training windows for {config.workers} "
-                                   "workers; extract with a smaller --shard-size or train with fewer workers")
+        raise Refused(f"{config.features}: {len(train_files)} shard file(s) of training windows for {config.workers} "
+                      "workers; extract with a smaller --shard-size or train with fewer workers")
     mean, std = feature_normalisation(train_files, spec, tasks=max(1, config.workers))
 
     run_storage = config.run_storage
@@ -582,6 +584,7 @@ def run_train(config: TrainJobConfig) -> dict:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from (from the last checkpoint).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+@options.refusals
 def cli(features, out, workers, cpus_per_worker, epochs, batch_size, learning_rate, patience, seed, run_dir, resume,
         max_failures, ray_address) -> None:
     """Train the emotion CNN with Ray Train and write a model bundle."""

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from jobs import options
 from ser_core import storage
 from ser_core.embeddings import EmbeddingSpec
+from ser_core.errors import Refused
 from ser_core.examples import CALL_COPY
 from ser_core.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
 from ser_core.labels import EMOTIONS
@@ -60,7 +61,7 @@ def read_embeddings(folder: str) -> tuple[np.ndarray, pd.DataFrame, dict]:
     table = pq.read_table(path, filesystem=fs)
     versions = set(table.column("embedding_version").unique().to_pylist())
     if versions != {metadata["embedding_version"]}:
-        raise click.ClickException(f"{folder}: rows of embedding versions {sorted(versions)}, metadata says {metadata['embedding_version']}")
+        raise Refused(f"{folder}: rows of embedding versions {sorted(versions)}, metadata says {metadata['embedding_version']}")
     x = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
     return x, table.select(META_COLUMNS).to_pandas(), metadata
 
@@ -119,7 +120,7 @@ def recorded_sweep(config: TrainHeadJobConfig, spec: EmbeddingSpec) -> dict | No
     elif config.choice_note:
         chosen = f"Shipped: `{config.recipe}` on encoder layers 1-{spec.layers}; {rule} picks {picked}. {config.choice_note}"
     else:
-        raise click.ClickException(f"--recipe {config.recipe} on {spec.layers} layers is not the sweep's choice {picked}: say why with --choice-note")
+        raise Refused(f"--recipe {config.recipe} on {spec.layers} layers is not the sweep's choice {picked}: say why with --choice-note")
     return {**sweep, "chosen": chosen}
 
 
@@ -219,6 +220,7 @@ def write_figures(folder: Path, info: dict) -> list:
 @click.option("--choice-note", default=None, metavar="TEXT", help="Why --recipe is not the sweep's choice (recorded in the card).")
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
 @options.ray_address
+@options.refusals
 def cli(embeddings, out, fit_on, recipe, epochs, seed, experiments, choice_note, workers, ray_address) -> None:
     """Train the classifier head over frozen Whisper-base windows and write a whisper-head bundle."""
     info = run_train_head(TrainHeadJobConfig(embeddings=embeddings, out=out, recipe=recipe, fit_on=fit_on, epochs=epochs,

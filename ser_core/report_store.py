@@ -82,6 +82,18 @@ class IndexRow:
     part: str
 
 
+def committed_files(out: str) -> dict[str, dict[str, str]]:
+    """The files of the parts committed under ``out``: ``table -> {date=.../part: version}`` for ``calls`` and each
+    table of :data:`DETAILS` (a detail file only with its calls twin). The same result before and after reading
+    those files means the read saw one state of the store (every change replaces or removes a file)."""
+    calls = storage.parquet_versions(storage.join(out, "calls"))
+    files = {"calls": calls}
+    for table in DETAILS:
+        files[table] = {part: version for part, version in storage.parquet_versions(storage.join(out, table)).items()
+                        if part in calls}
+    return files
+
+
 def already_scored(row: IndexRow | None, model_version: str, agent_channel: int) -> bool:
     """Whether ``row`` is a good result of this model with this agent channel (so the input needs no scoring)."""
     return row is not None and row.status == "ok" and row.model_version == model_version and row.agent_channel == agent_channel

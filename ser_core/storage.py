@@ -66,11 +66,20 @@ def parquet_files(folder: str) -> set[str]:
 
     The listing cache is dropped first, so files written since the last look (on S3 too) are seen.
     """
+    return set(parquet_versions(folder))
+
+
+def parquet_versions(folder: str) -> dict[str, str]:
+    """``path relative to folder -> version`` of the Parquet files under ``folder``, listed as :func:`parquet_files`
+    lists them; a file's version (size, modification time, inode or ETag) changes whenever it is replaced."""
     fs, path = filesystem(folder)
     fs.invalidate_cache(path)
     if not fs.exists(path):
-        return set()
-    return {relative_to(uri, folder) for uri in list_files(folder, (".parquet",))}
+        return {}
+    prefix = protocol_prefix(folder)
+    return {relative_to(prefix + name, folder): f"{info.get('size')}:{info.get('mtime', info.get('LastModified'))}:"
+                                                 f"{info.get('ino', info.get('ETag'))}"
+            for name, info in fs.find(path, detail=True).items() if name.lower().endswith(".parquet")}
 
 
 def remove(uri: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ser_core.corpora import ased, cremad, csv_manifest, emovo, nemo, ravdess, tess, turev
-from ser_core.manifest import CorpusScan
+from ser_core.manifest import CorpusScan, Rejected, Utterance
 
 RECIPES: dict[str, Callable[[str], CorpusScan]] = {
     "ravdess": ravdess.scan,
@@ -41,3 +41,20 @@ def parse_corpus_option(value: str) -> tuple[str, str]:
     if name not in RECIPES:
         raise ValueError(f"unknown corpus {name!r}; known: {', '.join(RECIPES)}")
     return name, root
+
+
+def scan_all(corpora: tuple[tuple[str, str], ...]) -> CorpusScan:
+    """Scan every ``(name, root)``; a second utterance with an id already seen is rejected, not duplicated."""
+    scan = CorpusScan()
+    for name, root in corpora:
+        scan.extend(scan_corpus(name, root))
+    seen: set[str] = set()
+    unique: list[Utterance] = []
+    for utt in scan.utterances:
+        if utt.utterance_id in seen:
+            scan.rejected.append(Rejected(utt.uri, utt.corpus, "manifest", f"duplicate of utterance {utt.utterance_id}"))
+        else:
+            seen.add(utt.utterance_id)
+            unique.append(utt)
+    scan.utterances = unique
+    return scan

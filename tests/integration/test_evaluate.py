@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import main
-from jobs.extract import scan_all
 from ser_core.bundle import load_bundle, model_splits, save_bundle, training_split_config
+from ser_core.corpora import scan_all
 from ser_core.features import FeatureSpec
 from ser_core.labels import EMOTIONS
 from ser_core.model import ModelConfig, build_model

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import main
-from jobs.report import build_report
 from jobs.score import PartWriter
 from ser_core.calls import CallResult, ScoringConfig
 from ser_core.labels import EMOTIONS
 from ser_core.report_store import Lease, ReportStore
+from ser_core.reports import build_report
 
 NEGATIVE, CALM = "angry", "neutral"
 

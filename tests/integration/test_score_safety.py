@@ -59,7 +59,7 @@ def test_day_prefixes_scored_into_one_out_give_every_input_one_row(three_days, b
 
 
 def test_an_id_that_names_another_file_is_refused_before_any_work(three_days, bundle, tmp_path, local_ray):
-    from click.exceptions import ClickException
+    from ser_core.errors import Refused
 
     root, _ = three_days
     out = tmp_path / "reports"
@@ -67,7 +67,7 @@ def test_an_id_that_names_another_file_is_refused_before_any_work(three_days, bu
     elsewhere = tmp_path / "copy" / DAYS[0]
     shutil.copytree(root / DAYS[0] / "audio" / DAYS[0], elsewhere)  # the same ids under another root
     before = snapshot(out)
-    with pytest.raises(ClickException, match="already name other files"):
+    with pytest.raises(Refused, match="already name other files"):
         score(elsewhere, out, bundle)
     assert snapshot(out) == before
     assert score(elsewhere, out, bundle, id_root=str(tmp_path)).ok == 2  # ids relative to another root: copy/...
@@ -195,3 +195,26 @@ def test_a_file_that_keeps_killing_its_worker_is_given_up_and_a_good_row_kept(bu
     forced = poisoned(force=True)
     assert (forced.ok, forced.error, forced.kept) == (0, 0, 1)
     assert snapshot(out) == before  # the good row stays
+
+
+def test_ser_report_reads_committed_parts_while_force_replaces_them(three_days, bundle, tmp_path, local_ray):
+    """``ser report --json`` run again and again beside ``ser score --force`` (one call a part, so every part is replaced
+    while the reports run) never fails and sees every call exactly once."""
+    root, _ = three_days
+    archive, out, rules = root / DAYS[0] / "audio" / DAYS[0], tmp_path / "reports", tmp_path / "all.yaml"
+    expected = sorted(pq.read_table(root / DAYS[0] / "ground_truth.parquet").column("call_id").unique().to_pylist())
+    assert score(archive, out, bundle, date=DAYS[0], calls_per_part=1).ok == len(expected)
+    rules.write_text("every call: true\n")
+    ser, log = str(Path(sys.executable).parent / "ser"), tmp_path / "force.log"
+    force = subprocess.Popen([ser, "score", "--archive", str(archive), "--out", str(out), "--date", DAYS[0], "--model", str(bundle),
+                              "--force", "--workers", "1", "--calls-per-part", "1", "--no-progress"],
+                             stdout=log.open("w"), stderr=subprocess.STDOUT)
+    seen = []
+    while force.poll() is None or not seen:
+        report = subprocess.run([ser, "report", "--reports", str(out), "--json", "--categories", str(rules)],
+                                capture_output=True, text=True, timeout=300)
+        assert report.returncode == 0, report.stderr
+        figures = json.loads(report.stdout)
+        seen.append(sorted(row["call_id"] for row in figures["tables"]["category_calls"]))
+        assert seen[-1] == expected and figures["totals"]["calls"] == len(expected)
+    assert force.wait(timeout=600) == 0 and f"{len(expected)} older rows replaced" in log.read_text(), log.read_text()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,6 +32,7 @@ from ser_core.features import FeatureSpec
 from ser_core.featurize import ExtractConfig
 from ser_core.splits import SplitConfig
 from ser_core.bundle import load_bundle
+from ser_core.errors import Refused
 from ser_core.model import ModelConfig, TrainConfig, build_model
 from tests.audio_factory import write_speech
 
@@ -194,9 +194,9 @@ def test_resume_continues_the_same_features_and_refuses_others(tiny_features, tm
     run_train(dataclasses.replace(one_epoch, train=dataclasses.replace(one_epoch.train, epochs=1)))
 
     resplit = extract_tiny(Path(tiny_features).parent / "ravdess", tmp_path / "resplit", SplitConfig(seed=1))
-    with pytest.raises(click.ClickException, match="differ from its checkpoints' in split_config, shards"):
+    with pytest.raises(Refused, match="differ from its checkpoints' in split_config, shards"):
         run_train(tiny_config(resplit, out, resume=True))
-    with pytest.raises(click.ClickException, match="no record"):
+    with pytest.raises(Refused, match="no record"):
         run_train(tiny_config(tiny_features, tmp_path / "never-trained", resume=True))
     info = run_train(tiny_config(tiny_features, out, resume=True))
     assert info["training"]["restored_from_epoch"] == 1 and [h["epoch"] for h in info["training"]["history"]] == [0, 1]

@@ -102,3 +102,29 @@ def test_a_model_kind_is_registered_once_and_unknown_kinds_are_bundle_errors():
         register_kind(CNN)
     with pytest.raises(BundleError, match="unknown model kind 'wav2vec-head'"):
         get_kind("wav2vec-head")
+
+
+CLICK_WIRING = {"jobs.cli", "jobs.options", "jobs.submit"}
+"""Job modules that are click wiring throughout (``ser submit`` has no ``run_*``: it drives the Ray job client)."""
+
+
+def test_only_click_commands_raise_click_errors():
+    """``run_*`` and every other job function raise library errors, so they can be called without click."""
+    raising = []
+    for name, path in modules("jobs").items():
+        if name in CLICK_WIRING:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and not any("click" in ast.unparse(d) for d in node.decorator_list):
+                raising += [f"{name}.{node.name}" for inner in ast.walk(node)
+                            if isinstance(inner, ast.Raise) and inner.exc is not None and "click." in ast.unparse(inner.exc)]
+    assert raising == []
+
+
+SHARED_WIRING = {"jobs", "jobs.options", "jobs.ray_runtime"}
+
+
+def test_no_job_imports_another():
+    edges = graph("jobs")
+    assert {name: sorted(deps - SHARED_WIRING) for name, deps in edges.items()
+            if name not in ("jobs.cli", *SHARED_WIRING) and deps - SHARED_WIRING} == {}

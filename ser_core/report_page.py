@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from jobs.report import Report, summary_line
+from ser_core.reports import Report, summary_line
 from ser_core.labels import EMOTIONS
 
 DPI = 96
