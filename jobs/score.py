@@ -20,8 +20,9 @@ what recovery may remove, and the lease that makes one run at a time the writer.
   :func:`id_root`), unique in OUT: a run whose ids would name another file already in OUT is refused.
 * An input already ``ok`` with the same model version and ``--agent-channel`` is skipped; everything else (new,
   failed, scored by another model or agent channel, or all with ``--force``) is scored and replaces its row.
-* Bad input is data: a file that cannot be decoded, is over the length limit, or gives non-finite features or
-  probabilities gets a calls row with status ``error`` and the reason. A file on which the scoring worker keeps
+* Bad input is data: a file that is not a regular file (FIFO, socket, device: never opened for reading), whose
+  read stalls past ``--read-timeout``, that cannot be decoded, is over the length limit, or gives non-finite
+  features or probabilities gets a calls row with status ``error`` and the reason. A file on which the scoring worker keeps
   dying (``--task-retries`` + 1 times) gets such a row too, unless it already has a row, which is then kept.
 * Job-level failures change nothing they should not: a model that does not load or predict fails the job
   before any work; if the pipeline fails (actors, cluster, more than ``--max-crashed-calls`` crashed files), the
@@ -55,10 +56,11 @@ from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
 from ser_core.calls import (CallResult, ScoringConfig, in_emotion_order, label_columns, speaker_role, summarise_call,
                             window_labels)
 from ser_core.labels import EMOTIONS
-from ser_core.model import BUNDLE_FILE, load_bundle_files, read_bundle_files
+from ser_core.model import load_bundle_files, read_bundle_files
 from ser_core.report_store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
 from ser_core.schema import CALLS, SEGMENTS
 from ser_core.segmentation import NonFiniteError, WindowBatch, prepare_call, speech_seconds
+from ser_core.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,8 @@ class CallScorer:
         facts: dict = {"status": "ok", "error": None}
         scored = 0
         try:
-            with AudioReader(uri, spec.sample_rate, self.scoring.max_seconds) as reader, SpooledAudio(reader) as audio:
+            with AudioReader(uri, spec.sample_rate, self.scoring.max_seconds, read_timeout_s=self.scoring.read_timeout_s) as reader, \
+                    SpooledAudio(reader) as audio:
                 call = prepare_call(audio, spec, self.bundle.frontend.segmentation)
                 facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.channels,
                              speech_s=[speech_seconds(r, spec) for r in call.regions])
@@ -386,7 +389,7 @@ def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
             raise ValueError(f"the model's output for silence has shape {probe.shape} or is not finite")
     except Exception as err:  # the job must not start with a model the actors cannot use
         raise click.ClickException(f"model bundle {model or '(bundled)'} is not usable: {brief(err)}") from None
-    return files, json.loads(files[BUNDLE_FILE])["model_version"]
+    return files, bundle.version
 
 
 def run_score(config: ScoreJobConfig) -> ScoreSummary:
@@ -493,20 +496,22 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
 @click.option("--calls-per-part", default=500, show_default=True, help="Calls per Parquet part file.")
 @click.option("--max-hours", type=click.FloatRange(min=0, min_open=True), default=ScoringConfig().max_seconds / 3600,
               show_default=True, help="Longest file scored; longer ones get an error row.")
+@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=ScoringConfig().read_timeout_s,
+              show_default=True, metavar="SECONDS", help="A file whose read stalls this long gets an error row.")
 @click.option("--task-retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Retries of a call whose scoring worker died.")
 @click.option("--max-crashed-calls", type=click.IntRange(min=0), default=10, show_default=True,
               help="Calls whose worker died on every try before the job gives up.")
 @options.no_progress
 def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_address, batch_size, calls_per_part,
-        max_hours, task_retries, max_crashed_calls, no_progress) -> None:
+        max_hours, read_timeout, task_retries, max_crashed_calls, no_progress) -> None:
     """Score a call archive into Parquet emotion reports (incremental; safe to rerun)."""
     config = ScoreJobConfig(
         archive=archive,
         out=out,
         **({"date": date} if date else {}),
         model=model,
-        scoring=ScoringConfig(agent_channel=agent_channel, max_seconds=max_hours * 3600),
+        scoring=ScoringConfig(agent_channel=agent_channel, max_seconds=max_hours * 3600, read_timeout_s=read_timeout),
         force=force,
         workers=workers,
         ray_address=ray_address,
@@ -521,16 +526,16 @@ def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_a
         summary = run_score(config)
     except FileNotFoundError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(
+    click.echo(shown(
         f"{summary.files} files: {summary.ok} ok, {summary.error} error, {summary.skipped} skipped "
         f"(already scored ok by {summary.model_version}); {summary.replaced} older rows replaced; "
         f"{summary.segments} segments, {summary.audio_seconds / 3600:.2f} h of audio, {summary.parts} parts "
         f"under {out} (date={config.date}, run {summary.run_id}); {summary.wall_seconds:.1f} s"
-    )
+    ))
     for call_id, reason in summary.errors[:20]:
-        click.echo(f"  error {call_id}: {reason}")
+        click.echo(f"  error {shown(call_id)}: {shown(reason)}")
     if len(summary.errors) > 20:
-        click.echo(f"  ... and {len(summary.errors) - 20} more (status = 'error' in {out}/calls)")
+        click.echo(shown(f"  ... and {len(summary.errors) - 20} more (status = 'error' in {out}/calls)"))
     if summary.kept:
         click.echo(f"  {summary.kept} calls crashed their worker on every try and kept their earlier rows")
     if summary.pipeline_error:

@@ -1,0 +1,102 @@
+"""Hostile and unlucky inputs: special files among the calls, names that a terminal would obey.
+
+Real files (``mkfifo``, a Unix socket) and real ``ser`` processes whose raw output bytes are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ser_core.report_store import LEASE_FILE
+from tests.audio_factory import write_audio, write_speech
+from tests.integration.test_score import DATE, bundle, connect, rows, turn_taking_call  # noqa: F401
+
+HOSTILE = "e\x1b]0;PWNED\x07\x1b[2Jx"  # printed raw, it retitles the terminal window and clears the screen
+HOSTILE_SHOWN = rb"e\x1b]0;PWNED\x07\x1b[2Jx"
+
+
+def ser(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    """``ser ARGS`` in a fresh process (its own session, so a hang is killed with its Ray); output as raw bytes."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    process = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], env=env, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"ser {' '.join(args[:1])} still running after {timeout} s: {stderr.decode(errors='replace')[-2000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def special_files(folder: Path) -> None:
+    """A FIFO (opening it for reading blocks until a writer comes: none will) and a Unix socket, named as calls."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "zz.wav")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(folder / "sock.wav"))  # the socket file stays after the socket is closed
+
+
+@pytest.fixture(scope="module")
+def scored_special(bundle, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """``ser score`` over a good call, a FIFO, a socket and a broken file whose name holds escape sequences."""
+    archive = tmp_path_factory.mktemp("special") / DATE
+    write_audio(archive / "q" / "good.wav", turn_taking_call(8000), 8000)
+    special_files(archive / "q")
+    (archive / "q" / f"{HOSTILE}.wav").write_text("not audio")
+    out = tmp_path_factory.mktemp("special-out") / "reports"
+    run = ser("score", "--archive", str(archive), "--out", str(out), "--model", str(bundle), "--date", DATE,
+              "--workers", "1", "--no-progress", timeout=300)
+    return run, out
+
+
+def test_special_files_in_the_archive_become_error_rows_and_the_job_finishes(scored_special):
+    run, out = scored_special
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    calls = {r["call_id"]: (r["status"], r["error"]) for r in rows(connect(str(out)), "SELECT call_id, status, error FROM calls")}
+    assert calls[f"{DATE}/q/good"] == ("ok", None)
+    assert calls[f"{DATE}/q/zz"] == ("error", "not a regular file: fifo")
+    assert calls[f"{DATE}/q/sock"] == ("error", "not a regular file: socket")
+    assert json.loads((out / LEASE_FILE).read_text())["expires_at"] == 0  # released: the next night may write
+
+
+def test_no_escape_sequence_from_a_file_name_reaches_the_terminal(scored_special):
+    run, out = scored_special
+    assert b"\x1b" not in run.stdout + run.stderr and b"\x07" not in run.stdout + run.stderr
+    assert b"  error " + DATE.encode() + b"/q/" + HOSTILE_SHOWN + b": not decodable audio" in run.stdout
+    (stored,) = rows(connect(str(out)), "SELECT call_id FROM calls WHERE call_id LIKE '%PWNED%'")
+    assert stored["call_id"] == f"{DATE}/q/{HOSTILE}"  # the data keeps the name as it is
+
+
+@pytest.fixture(scope="module")
+def predicted(bundle, tmp_path_factory) -> subprocess.CompletedProcess:
+    """``ser predict`` on a FIFO and on a clip with a hostile name, with a bundle whose first label is hostile."""
+    folder = tmp_path_factory.mktemp("predict")
+    hostile_labels = Path(shutil.copytree(bundle, folder / "model"))
+    info = json.loads((hostile_labels / "bundle.json").read_text())
+    info["labels"][0] = "neutral\x1b[2J"
+    (hostile_labels / "bundle.json").write_text(json.dumps(info))
+    special_files(folder)
+    clip = write_speech(folder / f"{HOSTILE}.wav", seconds=4.0, sample_rate=8000)
+    return ser("predict", "--model", str(hostile_labels), str(folder / "zz.wav"), str(clip), timeout=300)
+
+
+def test_predict_refuses_a_fifo_at_once_and_goes_on(predicted):
+    assert predicted.returncode == 1, predicted.stderr.decode(errors="replace")
+    assert b"zz.wav: cannot decode: not a regular file: fifo" in predicted.stderr
+    (line,) = [line for line in predicted.stdout.splitlines() if not line.startswith(b" ")]
+    assert line.split(b"\t")[0].endswith(b"/" + HOSTILE_SHOWN + b".wav")
+
+
+def test_predict_shows_names_and_labels_escaped(predicted):
+    assert b"\x1b" not in predicted.stdout + predicted.stderr
+    assert rb"neutral\x1b[2J=" in predicted.stdout
