@@ -87,6 +87,19 @@ def test_a_changed_agent_channel_rescores_the_call(bundle, tmp_path, local_ray):
     assert (call["agent_speech_s"], call["customer_speech_s"]) == pytest.approx((6.0, 5.5), abs=0.5)
 
 
+def test_an_edited_bundle_is_another_model_and_rescores(bundle, tmp_path, local_ray):
+    archive, out = tmp_path / DATE, tmp_path / "reports"
+    write_audio(archive / "q" / "c-1.wav", turn_taking_call(8000), 8000)
+    first = score(archive, out, bundle)
+    swapped = Path(shutil.copytree(bundle, tmp_path / "swapped"))
+    info = json.loads((swapped / "bundle.json").read_text())
+    info["labels"][:2] = info["labels"][1::-1]  # the same weights: every answer changes
+    (swapped / "bundle.json").write_text(json.dumps(info))
+    again = score(archive, out, swapped)
+    assert again.model_version != first.model_version
+    assert (again.ok, again.skipped, again.replaced) == (1, 0, 1)
+
+
 @pytest.fixture(scope="module")
 def odd_archive(tmp_path_factory) -> Path:
     """Dual-mono and near-dual-mono stereo, a true stereo call, float audio with huge samples, a lying header."""
