@@ -5,11 +5,13 @@ README, ``--json`` and the HTML page give with every table so that anyone can re
 
 The queue of a call is the name of the folder that holds its recording (``audio/<date>/<queue>/<call>.wav`` as
 ``ser make-archive`` lays an archive out): the last folder of ``source_uri`` (of ``call_id`` when there is no
-``source_uri``), or ``(none)`` when that folder is a day folder (``YYYY-MM-DD``) or the file has no folder.
+``source_uri``), or ``(none)`` when that folder is a day folder (``YYYY-MM-DD``) or the file has no folder. Only
+``/`` separates folders: a backslash is part of a name.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,9 @@ import pandas as pd
 from jobs import options
 from ser_core import storage
 from ser_core.labels import EMOTIONS
+from ser_core.text import shown
 
-QUEUE = r"""coalesce(nullif(regexp_extract(replace(coalesce(source_uri, call_id), '\', '/'), '([^/]+)/[^/]+$', 1), ''), '(none)')"""
+QUEUE = r"""coalesce(nullif(regexp_extract(coalesce(source_uri, call_id), '([^/]+)/[^/]+$', 1), ''), '(none)')"""
 QUEUE_COLUMN = rf"""CASE WHEN regexp_matches({QUEUE}, '^\d{{4}}-\d{{2}}-\d{{2}}$') THEN '(none)' ELSE {QUEUE} END AS queue"""
 
 EMOTION_LIST = ", ".join(f"'{e}'" for e in EMOTIONS)
@@ -81,10 +84,17 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def parquet_pattern(reports: str, table: str, date: str | None = None) -> str:
+    """The glob of ``table``'s Parquet files under ``reports``, one date or all; ``reports`` and ``date`` are taken
+    literally (their ``*``, ``?`` and ``[`` escaped as ``[*]``, ``[?]``, ``[[]``, which DuckDB and fsspec both
+    read), only the partition and file names are patterns."""
+    partition = f"date={glob.escape(date)}" if date else "date=*"
+    return storage.join(glob.escape(reports), table, partition, "*.parquet")
+
+
 def view_sql(reports: str, date: str | None = None) -> dict[str, str]:
     """``CREATE VIEW`` statements for ``calls`` (with its ``queue``) and ``segments`` over ``reports``, one date or all."""
-    partition = f"date={date}" if date else "date=*"
-    source = {table: sql_literal(storage.join(reports, table, partition, "*.parquet")) for table in ("calls", "segments")}
+    source = {table: sql_literal(parquet_pattern(reports, table, date)) for table in ("calls", "segments")}
     return {
         "calls": f"CREATE VIEW calls AS SELECT *, {QUEUE_COLUMN} FROM read_parquet({source['calls']}, hive_partitioning = true)",
         "segments": f"CREATE VIEW segments AS SELECT * FROM read_parquet({source['segments']}, hive_partitioning = true)",
@@ -101,13 +111,11 @@ def connect(reports: str, date: str | None = None) -> duckdb.DuckDBPyConnection:
     if storage.is_remote(reports):
         fs, _ = storage.filesystem(reports)
         con.register_filesystem(fs)
-    partition = f"date={date}" if date else "date=*"
     for table, statement in view_sql(reports, date).items():
-        pattern = storage.join(reports, table, partition, "*.parquet")
-        fs, path = storage.filesystem(pattern)
+        fs, path = storage.filesystem(parquet_pattern(reports, table, date))
         fs.invalidate_cache()
         if not fs.glob(path):
-            raise FileNotFoundError(f"no {table} reports matching {pattern}")
+            raise FileNotFoundError(f"no {table} reports in {storage.join(reports, table)}{f' for date {date}' if date else ''}")
         con.execute(statement)
     return con
 
@@ -145,24 +153,30 @@ def report_json(report: Report) -> dict:
     }
 
 
+def shown_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell :func:`~ser_core.text.shown` (control characters escaped)."""
+    return frame.map(lambda value: shown(value) if isinstance(value, str) else value)
+
+
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_string(index=False, na_rep="-") if len(frame) else "  (none)"
+    return shown_frame(frame).to_string(index=False, na_rep="-") if len(frame) else "  (none)"
 
 
 def summary_line(report: Report) -> str:
     """``REPORTS (date=...): N calls, N scored, N failed``: the report in one line."""
     totals = report.totals()
     where = f"{report.reports}{f' (date={report.date})' if report.date else ''}"
-    return f"{where}: {totals['calls']} calls, {totals['scored']} scored, {totals['failed']} failed"
+    return shown(f"{where}: {totals['calls']} calls, {totals['scored']} scored, {totals['failed']} failed")
 
 
 PRINTED = ("counts", "queues", "errors", "emotions", "escalated")
 
 
 @click.command("report")
-@click.option("--reports", required=True, metavar="DIR_OR_S3", help="The --out of ser score: a folder or s3:// prefix.")
+@click.option("--reports", required=True, metavar="DIR_OR_S3",
+              help="The --out of ser score: a folder or s3:// prefix (a path, not a pattern: * ? [ are plain characters).")
 @options.date("Only this date partition [default: all].")
-@click.option("--top", default=10, show_default=True, help="How many of the most escalated calls to list.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="How many of the most escalated calls to list.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
               metavar="PAGE", help="Also write the report as one self-contained HTML page (charts inline, no external URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as one JSON object instead of tables.")
@@ -181,4 +195,4 @@ def cli(reports, date, top, html_path, as_json) -> None:
         click.echo(f"{TITLES[name]}\n{_table(report.tables[name])}\n")
     click.echo(summary_line(report) + f"; {len(report.tables['escalated'])} escalated calls listed")
     if html_path is not None:
-        click.echo(f"HTML report: {html_path} (one self-contained page; open it in a browser)")
+        click.echo(shown(f"HTML report: {html_path} (one self-contained page; open it in a browser)"))

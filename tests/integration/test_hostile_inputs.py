@@ -1,6 +1,7 @@
-"""Hostile and unlucky inputs: special files among the calls, names that a terminal would obey.
+"""Hostile and unlucky inputs: special files among the calls, names that a terminal or the chart library would obey.
 
-Real files (``mkfifo``, a Unix socket) and real ``ser`` processes whose raw output bytes are checked.
+Real files (``mkfifo``, a Unix socket), real ``ser`` processes whose raw output bytes are checked, and the real
+page in a headless Chromium.
 """
 
 from __future__ import annotations
@@ -15,13 +16,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from matplotlib.cbook import is_math_text
+from matplotlib.text import Text
 
+from jobs.cli import main
+from jobs.report import build_report
+from jobs.report_html import calls_chart, errors_chart, figure_uri
+from ser_core.calls import CallResult
 from ser_core.report_store import LEASE_FILE
 from tests.audio_factory import write_audio, write_speech
+from tests.integration.test_report import NEGATIVE, stereo_call, write_reports
+from tests.integration.test_report_html import CHROMIUM, screenshot
 from tests.integration.test_score import DATE, bundle, connect, rows, turn_taking_call  # noqa: F401
 
 HOSTILE = "e\x1b]0;PWNED\x07\x1b[2Jx"  # printed raw, it retitles the terminal window and clears the screen
 HOSTILE_SHOWN = rb"e\x1b]0;PWNED\x07\x1b[2Jx"
+QUEUES = ("$x^$", r"$\frac{1}{0}$ $\badcmd{x}$", "_q", "e\x1b[2Jq")
 
 
 def ser(*args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -100,3 +111,48 @@ def test_predict_refuses_a_fifo_at_once_and_goes_on(predicted):
 def test_predict_shows_names_and_labels_escaped(predicted):
     assert b"\x1b" not in predicted.stdout + predicted.stderr
     assert rb"neutral\x1b[2J=" in predicted.stdout
+
+
+def hostile_reports(out: str) -> None:
+    """Reports with one escalating call per hostile queue and failures whose reason the chart library would parse."""
+    calls = [stereo_call(f"{queue}/c-{i}", ["neutral"] * 2, ["neutral"] * 3 + [NEGATIVE] * 6) for i, queue in enumerate(QUEUES)]
+    calls += [CallResult(f"{queue}/broken", f"/archive/{queue}/broken.wav", "error", f"not decodable audio ({queue})")
+              for queue in QUEUES]
+    write_reports(out, {DATE: calls})
+
+
+def test_names_the_chart_library_would_parse_are_drawn_literally(tmp_path):
+    out = str(tmp_path / "reports")
+    hostile_reports(out)
+    report = build_report(out)
+    queues, errors = calls_chart(report.tables["queues"]), errors_chart(report.tables["errors"])
+    for fig in (queues, errors):
+        figure_uri(fig)  # drawn as the page draws it (tick labels are made while drawing)
+        drawn = [t for t in fig.findobj(Text) if t.get_text()]
+        assert not [t.get_text() for t in drawn if t.get_parse_math() and is_math_text(t.get_text())]
+    legend = sorted(t.get_text() for t in queues.axes[0].get_legend().get_texts())
+    assert legend == sorted(["$x^$", r"$\frac{1}{0}$ $\badcmd{x}$", "_q", r"e\x1b[2Jq"])  # "_q" is not dropped
+    reasons = {t.get_text() for t in errors.axes[0].get_yticklabels()}
+    assert r"not decodable audio ($\frac{1}{0}$ $\badcmd{x}$)" in reasons
+
+
+@pytest.fixture
+def hostile_page(tmp_path) -> Path:
+    out = str(tmp_path / "reports")
+    hostile_reports(out)
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["report", "--reports", out, "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and r"e\x1b[2Jq" in result.output  # the text report escapes names too
+    return page
+
+
+def test_the_page_is_written_with_names_shown_literally(hostile_page):
+    text = hostile_page.read_text()
+    assert "<td>$x^$</td>" in text and "<td>_q</td>" in text and r"<td>$\frac{1}{0}$ $\badcmd{x}$</td>" in text
+    assert "\x1b" not in text and r"<h3>e\x1b[2Jq/c-3</h3>" in text
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_the_page_with_such_names_renders_in_headless_chromium(hostile_page, tmp_path):
+    screenshot(hostile_page, tmp_path)
