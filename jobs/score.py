@@ -29,6 +29,9 @@ what recovery may remove, and the lease that makes one run at a time the writer.
   calls finished so far are committed, every other input keeps its earlier row, and the job exits non-zero.
 * Ray retries the work of a killed worker; the driver keys windows by (call, window number) so a retried task's
   repeated rows are dropped, and a call is written only once its call row and all its windows have arrived.
+* Ctrl-C (SIGINT, even where the shell started the job with SIGINT ignored) stops the pipeline: the calls
+  finished so far are committed, the lease is released, the job exits with status 130, and the next run
+  scores the rest.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import logging
 import os
 import posixpath
 import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -66,6 +70,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aif", ".aiff")
 CALL_ROW = -1  # ``seq`` of the row that closes a call in the pipeline's output
+INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports a process ended by SIGINT
 DAY_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -109,6 +114,7 @@ class ScoreSummary:
     run_id: str = ""
     errors: list[tuple[str, str]] = field(default_factory=list)
     pipeline_error: str | None = None
+    interrupted: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -467,6 +473,10 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
                 for result in collector.add(batch):
                     record(result)
                     bar.update()
+        except KeyboardInterrupt:  # Ctrl-C: what is finished is committed by the caller, the rest keeps what it had
+            summary.interrupted = True
+            summary.unfinished = len(collector.unfinished())
+            return
         except Exception as err:  # the pipeline itself failed: unfinished calls keep what they had
             summary.pipeline_error = brief(err)
             summary.unfinished = len(collector.unfinished())
@@ -522,10 +532,14 @@ def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_a
         task_retries=task_retries,
         max_crashed_calls=max_crashed_calls,
     )
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even when started with SIGINT ignored
     try:
         summary = run_score(config)
     except FileNotFoundError as err:
         raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:
+        click.echo("ser score: interrupted; calls not committed keep their earlier rows; rerun to finish", err=True)
+        click.get_current_context().exit(INTERRUPTED)
     click.echo(shown(
         f"{summary.files} files: {summary.ok} ok, {summary.error} error, {summary.skipped} skipped "
         f"(already scored ok by {summary.model_version}); {summary.replaced} older rows replaced; "
@@ -538,6 +552,10 @@ def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_a
         click.echo(shown(f"  ... and {len(summary.errors) - 20} more (status = 'error' in {out}/calls)"))
     if summary.kept:
         click.echo(f"  {summary.kept} calls crashed their worker on every try and kept their earlier rows")
+    if summary.interrupted:
+        click.echo(f"ser score: interrupted; the {summary.ok + summary.error} calls finished are committed, "
+                   f"{summary.unfinished} were not scored and keep their earlier rows; rerun to finish them", err=True)
+        click.get_current_context().exit(INTERRUPTED)
     if summary.pipeline_error:
         raise click.ClickException(f"scoring pipeline failed ({summary.pipeline_error}); {summary.unfinished} calls "
                                    "were not scored and keep their earlier rows; rerun to finish them")

@@ -1,4 +1,5 @@
-"""Hostile and unlucky inputs: special files among the calls, names that a terminal or the chart library would obey.
+"""Hostile and unlucky inputs: special files among the calls, names that a terminal or the chart library would obey,
+Ctrl-C in the middle of a run.
 
 Real files (``mkfifo``, a Unix socket), real ``ser`` processes whose raw output bytes are checked, and the real
 page in a headless Chromium.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +159,46 @@ def test_the_page_is_written_with_names_shown_literally(hostile_page):
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_the_page_with_such_names_renders_in_headless_chromium(hostile_page, tmp_path):
     screenshot(hostile_page, tmp_path)
+
+
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job (`ser score ... &`)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("started", [None, ignore_sigint], ids=["from-a-terminal", "with-sigint-ignored"])
+def test_ctrl_c_commits_what_is_finished_releases_the_lease_and_the_next_run_resumes(started, bundle, tmp_path, local_ray):
+    from tests.integration.test_score import score
+
+    archive, out, total = tmp_path / "archive", tmp_path / "reports", 40
+    original = write_audio(tmp_path / "call.wav", turn_taking_call(8000), 8000)
+    (archive / "day").mkdir(parents=True)
+    for i in range(total):
+        os.link(original, archive / "day" / f"c-{i:03d}.wav")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # one part for the whole run (the default --calls-per-part): nothing is committed before the end unless Ctrl-C does it
+    job = subprocess.Popen([sys.executable, "-m", "jobs.cli", "score", "--archive", str(archive), "--out", str(out),
+                            "--model", str(bundle), "--date", DATE, "--workers", "1"],
+                           env=env, start_new_session=True, preexec_fn=started, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        progress = b""
+        while not [n for n in re.findall(rb"(\d+)/%d \[" % total, progress) if 3 <= int(n) < total]:
+            chunk = os.read(job.stderr.fileno(), 4096)
+            assert chunk, progress.decode(errors="replace")[-2000:]
+            progress += chunk
+        os.killpg(job.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: to the whole group, Ray's processes too
+        interrupted = time.monotonic()
+        stdout, stderr = job.communicate(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130 and took < 20, (job.returncode, took, stderr.decode(errors="replace")[-2000:])
+    assert b"interrupted" in stderr
+    committed = rows(connect(str(out)), "SELECT call_id, status FROM calls")
+    assert 3 <= len(committed) < total and {r["status"] for r in committed} == {"ok"}
+    assert json.loads((out / LEASE_FILE).read_text())["expires_at"] == 0
+
+    rest = score(archive, out, bundle)
+    assert (rest.skipped, rest.ok) == (len(committed), total - len(committed))
+    assert connect(str(out)).sql("SELECT count(DISTINCT call_id) FROM calls").fetchall()[0][0] == total
