@@ -137,13 +137,15 @@ def id_root(archive: str, explicit: str | None = None) -> str:
 
 
 def list_calls(archive: str, root: str | None = None) -> list[CallInput]:
-    """Every audio file under ``archive`` with its call id: its path relative to :func:`id_root`, without extension.
+    """Every audio file under ``archive`` with its call id: its path relative to :func:`id_root`, without extension
+    (an archive that is one file: the id root of its folder, so ``.../q/c-1.wav`` is ``c-1``).
 
     Two files that differ only by extension (``c-1.wav``, ``c-1.flac``) keep their extensions in their ids.
     """
     if not storage.exists(archive):
         raise FileNotFoundError(f"archive {archive} does not exist")
-    base = id_root(archive, root)
+    fs, path = storage.filesystem(archive)
+    base = id_root((posixpath.dirname(archive) or ".") if root is None and not fs.isdir(path) else archive, root)
     uris = storage.list_files(archive, AUDIO_EXTENSIONS)
     relative = [storage.relative_to(uri, base) for uri in uris]
     outside = [rel for rel in relative if rel.startswith("../")]

@@ -213,8 +213,8 @@ def makedirs(uri: str) -> None:
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Write ``data`` to ``uri`` so that readers see either nothing or the whole file.
 
-    Locally the bytes go to a temporary sibling that is renamed into place; on object stores a single
-    PUT is already all-or-nothing.
+    Locally the bytes go to a temporary sibling that is renamed into place (and removed if writing fails, the
+    error then naming ``uri``'s path); on object stores a single PUT is already all-or-nothing.
     """
     fs, path = filesystem(uri)
     if is_remote(uri):
@@ -222,11 +222,16 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         return
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk, say: leave nothing behind, and say which file could not be written
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise type(err)(err.errno, err.strerror, path) from None
 
 
 def write_parquet_atomic(table: pa.Table, uri: str) -> None:
