@@ -9,7 +9,7 @@ CORPORA ?= ../shared/corpora
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 unexport RAY_ADDRESS
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup java chromium demo test test-fast bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,15 @@ demo: setup
 	$(BIN)/ser score --archive $(DEMO_OUT)/archive/audio --out $(DEMO_OUT)/reports
 	$(BIN)/ser report --reports $(DEMO_OUT)/reports --html $(DEMO_OUT)/report.html
 
-test: setup
+# The Spark reader test needs a Java runtime: Debian's, installed once when `java` is missing (make test only).
+java:
+	command -v java >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
+
+# The HTML report tests render the page in Debian's chromium: installed once when it is missing (make test only).
+chromium:
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation; }
+
+test: setup java chromium
 	$(BIN)/pytest -q --doctest-modules ser_core tests
 
 # tests/unit: the library on local files and a local fake S3 (no Ray, no training); tests/integration: jobs, clusters.

@@ -1,6 +1,6 @@
 """Which Whisper-base encoder layer to pool: validation and leave-one-corpus-out UAR per depth, and what each costs.
 
-For each depth K, ``ser embed --layers K`` output (every shared corpus, as recorded and through the telephone
+For each depth K, ``ser embed --layers K`` output (every shared corpus, as a clip and through the call
 channel) is scored by :func:`bench.encoder_sweep.evaluate` (validation on speaker-disjoint validation splits,
 leave-one-corpus-out on the held-out corpus's train+validation; the test split is never used) for each recipe.
 Then layer K and the last layer together (windows concatenated) for the truncated K the rule ranks first. The cost of each truncated

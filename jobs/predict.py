@@ -43,7 +43,7 @@ def predict_file(bundle, uri: str) -> dict:
         "emotion": bundle.labels[int(mean.argmax())] if mean is not None else None,
         "probabilities": labelled(mean) if mean is not None else None,
         "seconds": round(seconds, 2),
-        "speech_s": round(sum(speech_seconds(r, spec) for r in call.regions), 2),
+        "speech_s": round(sum(speech_seconds(r, spec) for r in call.talk), 2),
         "model_version": bundle.version,
         "windows": [
             {"channel": int(c), "start_s": round(float(s), 2), "end_s": round(float(e), 2),

@@ -1,10 +1,10 @@
 """The ``ser report --html`` page: one self-contained HTML file for supervisors, mailable and readable offline.
 
-Charts are drawn with matplotlib and embedded as PNG data URIs; the style sheet is inline; the page references
-no URL at all. Every table comes with the SQL that reproduces it over the ``calls`` and ``segments`` views. Names
-from the data are shown literally everywhere: escaped for HTML, control characters escaped, and in charts (built
-and drawn under :func:`~ser_core.plots.literal_text`) never parsed as math (``$x^$``) nor dropped from a legend
-(``_q``).
+Charts are drawn with matplotlib and embedded as PNG data URIs; the style sheet and the few lines of script that
+sort a table by a clicked column are inline; the page references no URL at all. Every table comes with the SQL that
+reproduces it over the ``calls``, ``segments`` and ``turns`` views. Names from the data are shown literally
+everywhere: escaped for HTML, control characters escaped, and in charts (built and drawn under
+:func:`~ser_core.plots.literal_text`) never parsed as math (``$x^$``) nor dropped from a legend (``_q``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from jobs.report import TITLES, Report, shown_frame, summary_line
+from jobs.report import Report, shown_frame, summary_line
 from ser_core.labels import EMOTIONS
 from ser_core.plots import literal_text
 from ser_core.text import shown
@@ -39,6 +39,21 @@ td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; } details { margin: 0.3em 0 1em; } summary { cursor: pointer; color: #555; }
 pre { background: #f8f8f8; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 .none { color: #777; font-style: italic; }
+table.sortable th { cursor: pointer; } table.sortable th::after { content: " \\2195"; color: #aaa; }
+"""
+
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, column) {
+    th.addEventListener("click", function () {
+      var body = table.tBodies[0], rows = Array.from(body.rows), down = th.dataset.order !== "desc";
+      var value = function (row) { var t = row.cells[column].textContent.trim(), n = parseFloat(t); return isNaN(n) ? t : n; };
+      rows.sort(function (a, b) { var x = value(a), y = value(b); return (x > y ? 1 : x < y ? -1 : 0) * (down ? -1 : 1); });
+      th.dataset.order = down ? "desc" : "asc";
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
 """
 
 
@@ -114,6 +129,25 @@ def timeline_chart(windows: pd.DataFrame) -> Figure:
 
 
 @literal_text()
+def trend_chart(trend: pd.DataFrame) -> Figure:
+    """Per day: calls (bars), the customer's negative share and the non-talk share (lines), interruptions per hour."""
+    fig = Figure(figsize=(9, 3.2))
+    calls, shares, rate = fig.subplots(1, 3)
+    calls.bar(trend["date"], trend["calls"], color="#2471a3")
+    calls.set_title("calls", fontsize=9)
+    for column, colour in (("customer_negative_share", "#c0392b"), ("non_talk_share", "#7f8c8d")):
+        shares.plot(trend["date"], trend[column].astype(float), marker="o", color=colour, label=column.replace("_", " "))
+    shares.set_ylim(0, 1)
+    shares.legend(fontsize=7)
+    shares.set_title("shares", fontsize=9)
+    rate.plot(trend["date"], trend["interruptions_per_hour"].astype(float), marker="o", color="#8e44ad")
+    rate.set_title("interruptions per hour", fontsize=9)
+    for ax in (calls, shares, rate):
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    return fig
+
+
+@literal_text()
 def errors_chart(errors: pd.DataFrame) -> Figure:
     """Failed calls per reason, largest first."""
     fig = Figure(figsize=(9, 0.5 + 0.35 * len(errors)))
@@ -124,11 +158,12 @@ def errors_chart(errors: pd.DataFrame) -> Figure:
     return fig
 
 
-def table_html(frame: pd.DataFrame) -> str:
-    """An escaped HTML table, or a note that there are no rows."""
+def table_html(frame: pd.DataFrame, sortable: bool = False) -> str:
+    """An escaped HTML table (``sortable``: by a click on a column's header), or a note that there are no rows."""
     if not len(frame):
         return '<p class="none">none</p>'
-    return shown_frame(frame).to_html(index=False, na_rep="-", border=0, escape=True, float_format=lambda v: f"{v:g}")
+    return shown_frame(frame).to_html(index=False, na_rep="-", border=0, escape=True, float_format=lambda v: f"{v:g}",
+                                      classes="sortable" if sortable else None)
 
 
 def sql_html(*statements: str) -> str:
@@ -136,10 +171,13 @@ def sql_html(*statements: str) -> str:
     return f"<details><summary>SQL</summary><pre>{html.escape(chr(10).join(statements))}</pre></details>"
 
 
-def section(report: Report, name: str, *body: str) -> str:
-    """``<h2>`` with the table's title, then ``body`` (charts), the table and its SQL."""
-    return "\n".join([f"<h2>{html.escape(TITLES[name])}</h2>", *body, table_html(report.tables[name]),
-                      sql_html(report.sql[name])])
+def section(report: Report, name: str, *body: str, sortable: bool = False) -> str:
+    """``<h2>`` with the table's title, then ``body`` (charts), the table and its SQL (empty for a table not run)."""
+    if name not in report.tables:
+        return ""
+    rules = [sql for key, sql in report.sql.items() if key.startswith("category ")] if name == "category_calls" else []
+    return "\n".join([f"<h2>{html.escape(report.title(name))}</h2>", *body, table_html(report.tables[name], sortable),
+                      sql_html(report.sql[name], *rules)])
 
 
 def render_page(report: Report) -> str:
@@ -151,17 +189,22 @@ def render_page(report: Report) -> str:
         + chart(timeline_chart(timelines[timelines["call_id"] == call_id]), f"valence and arousal over {shown(call_id)}")
         for call_id in tables["escalated"]["call_id"] if (timelines["call_id"] == call_id).any()
     ]
-    views = sql_html(report.sql["view calls"], report.sql["view segments"])
+    views = sql_html(*(sql for key, sql in report.sql.items() if key.startswith("view ")))
+    days = report.since if report.since == report.until else f"{report.since} to {report.until}"
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>ser call report{f' {report.date}' if report.date else ''}</title>",
+        f"<title>ser call report {html.escape(days)}</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>Call emotion report</h1>",
         f'<p class="summary">{html.escape(summary_line(report))}</p>',
-        f"<p>Generated {generated}. Every table can be reproduced in DuckDB: create the two views below, then run the "
+        f"<p>Generated {generated}. Every table can be reproduced in DuckDB: create the views below, then run the "
         f"table's SQL.</p>{views}",
+        section(report, "trend", chart(trend_chart(tables["trend"]), "trend per day") if len(tables["trend"]) else ""),
+        section(report, "slices", sortable=True),
+        section(report, "categories", sortable=True),
+        section(report, "category_calls", sortable=True),
         section(report, "counts"),
         section(report, "queues", chart(calls_chart(tables["queues"]), "calls per date and queue") if len(tables["queues"]) else ""),
         section(report, "errors", chart(errors_chart(tables["errors"]), "failures by reason") if len(tables["errors"]) else ""),
@@ -170,9 +213,10 @@ def render_page(report: Report) -> str:
                 chart(emotion_mix_chart(tables["emotions_by_date"]), "emotion mix per role over time")
                 if len(tables["emotions_by_date"]) else ""),
         section(report, "escalated"),
-        f"<h2>{html.escape(TITLES['timelines'])}</h2>",
+        f"<h2>{html.escape(report.title('timelines'))}</h2>",
         "\n".join(escalated) or '<p class="none">no escalated calls</p>',
         sql_html(report.sql["timelines"]),
+        f"<script>{SORT_SCRIPT}</script>",
         "</body></html>",
     ]
     return "\n".join(parts)

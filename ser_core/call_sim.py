@@ -11,7 +11,7 @@ becomes the customer turn of a short call, so the model learns from what scoring
   ``noise_db`` dBFS,
 * G.711 mu-law at the channel's absolute scale (quiet speech is quantised more coarsely, as on a real line).
 
-Truth is per turn: the span of the utterance's speech (its own silences trimmed) in seconds.
+Truth is per turn: the span of the utterance's speech in the telephone band (its own silences trimmed), in seconds.
 """
 
 from __future__ import annotations
@@ -98,10 +98,11 @@ def mu_law(samples: np.ndarray, mu: int = 255) -> np.ndarray:
 
 def arrange(utterances: list[tuple[int, np.ndarray]], conditions: CallConditions, rng: np.random.Generator) -> list[Turn]:
     """Turns one after another with pauses between them (and before the first): ``(party, samples at RATE)``, each
-    trimmed to its speech (a recording's own silences and room noise are not part of a turn)."""
+    trimmed to its speech in the telephone band (a recording's own silences, room noise and rumble below 300 Hz,
+    which never reach the line, are not part of a turn)."""
     turns, clock = [], float(rng.uniform(*conditions.pause_s))
     for party, samples in utterances:
-        a, b = speech_span(samples)
+        a, b = speech_span(telephone_band(samples))
         speech = samples[int(a * RATE) : int(b * RATE)]
         turns.append(Turn(party, clock, speech, (0.0, speech.size / RATE)))
         clock = turns[-1].end_s + float(rng.uniform(*conditions.pause_s))

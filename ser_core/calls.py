@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ser_core import call_metrics
 from ser_core.audio import MAX_SECONDS
 from ser_core.storage import READ_TIMEOUT_S
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS, VALENCE_AROUSAL
@@ -84,7 +85,7 @@ class CallResult:
     duration_s: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
-    speech_s: list[float] = field(default_factory=list)
+    talk: list[np.ndarray] = field(default_factory=list)  # per scored channel, ``(n, 2)`` talk intervals in seconds
     channel: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     start_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     end_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -93,20 +94,48 @@ class CallResult:
 
     @property
     def scored_channels(self) -> int:
-        """Channels scored: one per ``speech_s`` entry (1 for mono and dual-mono audio)."""
-        return len(self.speech_s)
+        """Channels scored: one per ``talk`` entry (1 for mono and dual-mono audio)."""
+        return len(self.talk)
 
 
-def _role_summary(role: str, speech_s: float, probs: np.ndarray) -> dict:
+@dataclass
+class RoleView:
+    """A scored call seen by speaker role: each role's talk and channel, and the windows in time order."""
+
+    talk: dict[str, np.ndarray]
+    channel: dict[str, int]  # the role's (first) channel
+    roles: np.ndarray  # per window
+    start_s: np.ndarray
+    end_s: np.ndarray
+    probs: np.ndarray
+
+
+def by_role(result: CallResult, config: ScoringConfig) -> RoleView:
+    """``result`` by role (dual-mono stereo is one ``mono`` channel), roles in :data:`SPEAKER_ROLES` order."""
+    roles = [speaker_role(c, result.scored_channels, config.agent_channel) for c in range(result.scored_channels)]
+    order = np.argsort(result.start_s, kind="stable")
+    channel = {role: roles.index(role) for role in SPEAKER_ROLES if role in roles}
+    talk = {role: call_metrics.merged(np.concatenate([np.reshape(t, (-1, 2)) for t, r in zip(result.talk, roles) if r == role]))
+            for role in channel}
+    return RoleView(talk, channel,
+                    np.array(roles, dtype=object)[result.channel[order]] if len(order) else np.zeros(0, dtype=object),
+                    result.start_s[order], result.end_s[order], result.probs[order])
+
+
+def _role_summary(role: str, view: RoleView, duration_s: float) -> dict:
+    mine = view.roles == role
+    probs = view.probs[mine]
     labels = window_labels(probs)
     counts = np.bincount(labels["emotion"], minlength=len(EMOTIONS))
-    summary = {f"{role}_speech_s": speech_s, f"{role}_segments": int(len(probs))}
+    summary = {f"{role}_segments": int(len(probs))}
     if len(probs):
         shares = counts / counts.sum()
         summary[f"{role}_dominant_emotion"] = EMOTIONS[int(counts.argmax())]
         summary.update({f"{role}_share_{e}": float(s) for e, s in zip(EMOTIONS, shares)})
         summary[f"{role}_valence"] = float(labels["valence"].mean())
         summary[f"{role}_arousal"] = float(labels["arousal"].mean())
+        sentiment = call_metrics.sentiment_start_end(view.start_s[mine], view.end_s[mine], labels["valence"], duration_s)
+        summary.update({f"{role}_{name}": value for name, value in sentiment.items()})
     return summary
 
 
@@ -129,10 +158,13 @@ def escalation(probs: np.ndarray, config: ScoringConfig) -> dict:
 
 
 def summarise_call(result: CallResult, config: ScoringConfig) -> dict:
-    """The call's row for :data:`ser_core.schema.CALLS` (without the run columns).
+    """The call's row for :data:`ser_core.schema.CALLS` (without the run and contact columns).
 
-    Roles follow the scored channels (dual-mono stereo is one ``mono`` channel). Per role present in the call: speech seconds, scored windows, dominant emotion (most windows), share of windows
-    per emotion, mean valence and arousal; for the customer of a stereo call, the escalation figures.
+    Roles follow the scored channels (dual-mono stereo is one ``mono`` channel). Per role present in the call: talk
+    seconds, scored windows, dominant emotion (most windows), share of windows per emotion, mean valence and
+    arousal, mean valence over the first and last quarter of the call; the call's non-talk, overtalk and
+    interruptions (:func:`ser_core.call_metrics.talk_metrics`); for the customer of a stereo call, the escalation
+    figures.
     """
     row = {
         "call_id": result.call_id,
@@ -146,15 +178,32 @@ def summarise_call(result: CallResult, config: ScoringConfig) -> dict:
     }
     if result.status != "ok":
         return row
-    channel_roles = np.array([speaker_role(c, result.scored_channels, config.agent_channel) for c in range(result.scored_channels)])
-    order = np.argsort(result.start_s, kind="stable")
-    window_roles, probs = channel_roles[result.channel[order]], result.probs[order]
-    speech_s = np.asarray(result.speech_s)
-    for role in SPEAKER_ROLES:
-        if role not in channel_roles:
-            continue
-        role_probs = probs[window_roles == role]
-        row.update(_role_summary(role, float(speech_s[channel_roles == role].sum()), role_probs))
+    view = by_role(result, config)
+    row.update(call_metrics.talk_metrics(view.talk, result.duration_s or 0.0))
+    for role in view.talk:
+        row.update(_role_summary(role, view, result.duration_s or 0.0))
         if role == "customer":
-            row.update(escalation(role_probs, config))
+            row.update(escalation(view.probs[view.roles == role], config))
     return row
+
+
+def turn_rows(result: CallResult, config: ScoringConfig) -> dict[str, list]:
+    """The call's rows of :data:`ser_core.schema.TURNS` (without the run columns): each turn's times and the
+    probabilities of the windows over it, averaged by overlap, with their labels (null without a window)."""
+    view = by_role(result, config)
+    table = call_metrics.turn_table(view.talk, view.channel, view.start_s, view.end_s, view.roles, view.probs)
+    probs = np.array([np.full(len(EMOTIONS), np.nan) if p is None else p for p in table.pop("probs")], np.float32)
+    probs = probs.reshape(-1, len(EMOTIONS))
+    scored = ~np.isnan(probs).any(axis=1)
+    labels = window_labels(np.nan_to_num(probs))
+
+    def where_scored(values) -> list:
+        return [v if ok else None for v, ok in zip(values, scored)]
+
+    table["call_id"] = [result.call_id] * len(probs)
+    table["emotion"] = where_scored([EMOTIONS[int(i)] for i in labels["emotion"]])
+    for key in ("confidence", "valence", "arousal"):
+        table[key] = where_scored(labels[key].tolist())
+    for i, emotion in enumerate(EMOTIONS):
+        table[f"prob_{emotion}"] = where_scored(probs[:, i].tolist())
+    return table

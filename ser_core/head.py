@@ -32,7 +32,7 @@ class HeadConfig:
     balance: str = "corpus_class"
     speaker_norm: bool = False
     speaker_prior_windows: int = 10  # shrinks a speaker's mean towards the training mean: weight n / (n + this)
-    copies: tuple[int, ...] = (0, 1)  # embedded copies fitted on: 0 as recorded, 1 telephone channel, 2.. augmented
+    copies: tuple[int, ...] = (0, 1)  # embedded copies fitted on: 0 the clip, 1 the call channel, 2.. augmented
     seed: int = 0
 
 
@@ -110,5 +110,5 @@ def fit_head(x: np.ndarray, meta: pd.DataFrame, config: HeadConfig, epochs: int 
 
 
 def speaker_groups(meta: pd.DataFrame) -> np.ndarray:
-    """The speaker-normalisation group of each window: corpus, speaker and copy (a telephone copy is another channel)."""
+    """The speaker-normalisation group of each window: corpus, speaker and copy (the call copy is another channel)."""
     return (meta["corpus"] + "/" + meta["speaker"] + "#" + meta["copy"].astype(str)).to_numpy()

@@ -3,6 +3,7 @@
 Layout (a local folder or an ``s3://`` prefix)::
 
     OUT/segments/date=YYYY-MM-DD/part-<run_id>-<n>.parquet   one row per scored window (schema.SEGMENTS)
+    OUT/turns/date=YYYY-MM-DD/part-<run_id>-<n>.parquet      one row per turn (schema.TURNS)
     OUT/calls/date=YYYY-MM-DD/part-<run_id>-<n>.parquet      one row per input file (schema.CALLS), the part's twin
     OUT/_writer_lease.json                                    who may write, and until when
 
@@ -12,16 +13,16 @@ Identity
     An input is its ``source_uri`` (the file's path or URI); the index is keyed on it. ``call_id`` is the input's
     readable id; the job keeps it unique in the store (one ``source_uri`` per ``call_id``).
 Committed
-    A part is a group of calls written together: its segments file first, its calls file (same name) last, each
-    atomically (temporary name + rename locally, one PUT on S3). A part is committed once its calls file exists;
-    a segments file without its calls twin is not (yet) committed, and a committed calls row refers to segments
-    rows only of its own part. Replacing an input commits its new part first and then removes its older rows,
+    A part is a group of calls written together: its detail files (segments, turns) first, its calls file (same
+    name) last, each atomically (temporary name + rename locally, one PUT on S3). A part is committed once its calls
+    file exists; a detail file without its calls twin is not (yet) committed, and a committed calls row refers to
+    detail rows only of its own part. Replacing an input commits its new part first and then removes its older rows,
     so an input is in several committed parts only between those two steps, and its row with the latest
     ``(scored_at, run_id)`` is the valid one.
 What recovery may remove
     Run at the start of every write session, by the lease holder only: local ``*.tmp-*`` leftovers of interrupted
-    writes, segments files without a calls twin (a part whose commit never finished), and every row of an input
-    but its latest (segments twin first, then calls; a part left empty is deleted). Nothing else is ever deleted.
+    writes, detail files without a calls twin (a part whose commit never finished), and every row of an input
+    but its latest (detail twins first, then calls; a part left empty is deleted). Nothing else is ever deleted.
 Who may write
     Only the holder of the lease ``OUT/_writer_lease.json`` (owner run, host, pid, expiry). It is taken by a
     conditional create (S3 ``If-None-Match: *``; locally compare-and-replace under ``flock``), or by a conditional
@@ -48,11 +49,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ser_core import storage
-from ser_core.schema import CALLS, SEGMENTS
+from ser_core.schema import CALLS, SEGMENTS, TURNS
 
 log = logging.getLogger(__name__)
 
 LEASE_FILE = "_writer_lease.json"
+DETAILS = {"segments": SEGMENTS, "turns": TURNS}
+"""The tables whose rows belong to a call of the same part (written before its calls file, removed with it)."""
 INDEX_COLUMNS = ("call_id", "source_uri", "status", "model_version", "agent_channel", "scored_at", "run_id")
 
 
@@ -186,7 +189,8 @@ class ReportStore:
 
     def __init__(self, out: str, lease: Lease):
         self.out, self.lease = out, lease
-        self.calls_dir, self.segments_dir = storage.join(out, "calls"), storage.join(out, "segments")
+        self.calls_dir = storage.join(out, "calls")
+        self.detail_dirs = {name: storage.join(out, name) for name in DETAILS}
         self.latest: dict[str, IndexRow] = {}
 
     def index(self) -> dict[str, list[IndexRow]]:
@@ -200,13 +204,15 @@ class ReportStore:
     def recover(self) -> dict[str, IndexRow]:
         """Repair what an interrupted writer left (see the module docstring); return each input's valid row."""
         self.lease.check()
-        for folder in (self.calls_dir, self.segments_dir):
+        for folder in (self.calls_dir, *self.detail_dirs.values()):
             for leftover in storage.remove_temporaries(folder):
                 log.warning("removed %s (an interrupted write)", leftover)
-        for orphan in sorted(storage.parquet_files(self.segments_dir) - storage.parquet_files(self.calls_dir)):
-            log.warning("removing segments %s: its calls file was never written (interrupted run)", orphan)
-            self.lease.check()
-            storage.remove(storage.join(self.segments_dir, orphan))
+        committed = storage.parquet_files(self.calls_dir)
+        for name, folder in self.detail_dirs.items():
+            for orphan in sorted(storage.parquet_files(folder) - committed):
+                log.warning("removing %s %s: its calls file was never written (interrupted run)", name, orphan)
+                self.lease.check()
+                storage.remove(storage.join(folder, orphan))
         self.latest = {}
         stale: dict[str, set[str]] = {}
         for source_uri, rows in self.index().items():
@@ -223,10 +229,12 @@ class ReportStore:
         """``call_id -> source_uri`` of the valid rows (after :meth:`recover`)."""
         return {row.call_id: row.source_uri for row in self.latest.values()}
 
-    def commit(self, name: str, segments: pa.Table, calls: pa.Table) -> int:
-        """Write the part ``name`` (segments, then calls), then remove the older rows of its inputs; return how many."""
-        self.lease.check()
-        storage.write_parquet_atomic(segments.cast(SEGMENTS), storage.join(self.segments_dir, name))
+    def commit(self, name: str, details: dict[str, pa.Table], calls: pa.Table) -> int:
+        """Write the part ``name`` (each table of :data:`DETAILS`, then calls), then remove the older rows of its
+        inputs; return how many."""
+        for table, schema in DETAILS.items():
+            self.lease.check()
+            storage.write_parquet_atomic(details[table].cast(schema), storage.join(self.detail_dirs[table], name))
         self.lease.check()
         storage.write_parquet_atomic(calls.cast(CALLS), storage.join(self.calls_dir, name))
         stale: dict[str, set[str]] = {}
@@ -246,8 +254,9 @@ class ReportStore:
         return _index_rows(parquet.read(columns=present), part)
 
     def _remove(self, part: str, source_uris: Iterable[str]) -> None:
-        """Rewrite one part without ``source_uris``: segments first, then calls; delete the part if nothing is left."""
-        calls_uri, segments_uri = storage.join(self.calls_dir, part), storage.join(self.segments_dir, part)
+        """Rewrite one part without ``source_uris``: detail tables first, then calls; delete the part if nothing is left."""
+        calls_uri = storage.join(self.calls_dir, part)
+        detail_uris = {name: storage.join(folder, part) for name, folder in self.detail_dirs.items()}
         if not storage.exists(calls_uri):
             return
         calls = storage.read_parquet(calls_uri)
@@ -256,14 +265,16 @@ class ReportStore:
         remaining = calls.filter(pc.invert(going))
         self.lease.check()
         if remaining.num_rows == 0:
-            storage.remove(segments_uri)
+            for uri in detail_uris.values():
+                storage.remove(uri)
             storage.remove(calls_uri)
             return
-        if storage.exists(segments_uri):
-            segments = storage.read_parquet(segments_uri)
-            kept = segments.filter(pc.invert(pc.is_in(segments.column("call_id"), call_ids)))
-            if kept.num_rows != segments.num_rows:
-                storage.write_parquet_atomic(kept.cast(SEGMENTS), segments_uri)
+        for name, uri in detail_uris.items():
+            if storage.exists(uri):  # parts written before the table existed have none
+                rows = storage.read_parquet(uri)
+                kept = rows.filter(pc.invert(pc.is_in(rows.column("call_id"), call_ids)))
+                if kept.num_rows != rows.num_rows:
+                    storage.write_parquet_atomic(kept.cast(rows.schema), uri)
         self.lease.check()
         storage.write_parquet_atomic(remaining.cast(calls.schema), calls_uri)
 

@@ -65,6 +65,12 @@ def features_schema(spec: FeatureSpec) -> pa.Schema:
     )
 
 
+SCHEMA_VERSION = "2"
+"""Version of the report tables (``calls``, ``segments``, ``turns``), in each file's key-value metadata under
+:data:`SCHEMA_VERSION_KEY`. 2: talk and call metrics, contact metadata and ``queue`` in ``calls``; the ``turns`` table."""
+SCHEMA_VERSION_KEY = "ser.schema_version"
+_REPORT_METADATA = {SCHEMA_VERSION_KEY: SCHEMA_VERSION}
+
 SPEAKER_ROLES: tuple[str, ...] = ("agent", "customer", "mono")
 """``speaker_role`` values: a stereo call's agent and customer channels, or the single channel of a mono call."""
 
@@ -88,9 +94,39 @@ SEGMENTS = pa.schema(
         ("arousal", pa.float32()),
         ("rms_db", pa.float32()),
         *_RUN_FIELDS,
-    ]
+    ],
+    metadata=_REPORT_METADATA,
 )
 """``segments/date=YYYY-MM-DD/*.parquet``: one row per scored window of speech."""
+
+TURNS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("channel", pa.int32()),
+        ("speaker_role", pa.string()),
+        ("turn", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("windows", pa.int32()),
+        ("emotion", pa.string()),
+        ("confidence", pa.float32()),
+        *[(f"prob_{emotion}", pa.float32()) for emotion in EMOTIONS],
+        ("valence", pa.float32()),
+        ("arousal", pa.float32()),
+        *_RUN_FIELDS,
+    ],
+    metadata=_REPORT_METADATA,
+)
+"""``turns/date=YYYY-MM-DD/*.parquet``: one row per turn (a party's talk, pauses under 0.5 s bridged)."""
+
+CONTACT_FIELDS = [
+    ("agent_id", pa.string()),
+    ("team", pa.string()),
+    ("customer_id", pa.string()),
+    ("direction", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+]
+"""Contact-centre fields of ``ser score --metadata`` with their own columns in :data:`CALLS` (``queue`` too)."""
 
 
 def role_fields(role: str) -> list[tuple[str, pa.DataType]]:
@@ -102,6 +138,8 @@ def role_fields(role: str) -> list[tuple[str, pa.DataType]]:
         *[(f"{role}_share_{emotion}", pa.float32()) for emotion in EMOTIONS],
         (f"{role}_valence", pa.float32()),
         (f"{role}_arousal", pa.float32()),
+        (f"{role}_sentiment_start", pa.float32()),
+        (f"{role}_sentiment_end", pa.float32()),
     ]
 
 
@@ -115,13 +153,21 @@ CALLS = pa.schema(
         ("sample_rate", pa.int32()),
         ("channels", pa.int32()),
         ("agent_channel", pa.int32()),
+        ("queue", pa.string()),
+        *CONTACT_FIELDS,
+        ("metadata", pa.map_(pa.string(), pa.string())),
         *[field for role in SPEAKER_ROLES for field in role_fields(role)],
+        ("non_talk_s", pa.float64()),
+        ("overtalk_s", pa.float64()),
+        ("agent_interruptions", pa.int32()),
+        ("customer_interruptions", pa.int32()),
         ("customer_negative_first", pa.float32()),
         ("customer_negative_last", pa.float32()),
         ("customer_escalation", pa.float32()),
         ("escalated", pa.bool_()),
         *_RUN_FIELDS,
-    ]
+    ],
+    metadata=_REPORT_METADATA,
 )
 """``calls/date=YYYY-MM-DD/*.parquet``: exactly one row per input file, ``status`` ok or error."""
 

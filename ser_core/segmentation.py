@@ -21,7 +21,7 @@ import numpy as np
 
 from ser_core.audio import SpooledAudio
 from ser_core.features import FeatureSpec, frame_features, windows
-from ser_core.vad import VadConfig, channel_energies, frame_levels_db, is_dual_mono, regions_from_levels, stream_frame_levels
+from ser_core.vad import VadConfig, channel_energies, detect, frame_levels_db, is_dual_mono, stream_frame_levels
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,13 @@ class ChannelSignal:
 
 @dataclass
 class PreparedCall:
-    """A call ready for windowing: the signal of each scored channel and its speech regions."""
+    """A call ready for windowing: the signal of each scored channel, its speech regions (padded, windowed) and its
+    talk regions (unpadded: the time the party speaks), in VAD frames."""
 
     channels: list[ChannelSignal]
     regions: list[np.ndarray]
     dual_mono: bool
+    talk: list[np.ndarray]
 
 
 def prepare_call(audio: SpooledAudio, spec: FeatureSpec, config: Segmentation = Segmentation()) -> PreparedCall:
@@ -85,7 +87,8 @@ def prepare_call(audio: SpooledAudio, spec: FeatureSpec, config: Segmentation = 
     levels = stream_frame_levels(lambda a, b: np.stack([s[a:b] for s in signals]), audio.frames, len(signals), spec)
     if not np.isfinite(levels).all():
         raise NonFiniteError("frame levels are not finite (samples too large?)")
-    return PreparedCall(signals, regions_from_levels(levels, spec, config.vad), dual)
+    regions, talk = detect(levels, spec, config.vad)
+    return PreparedCall(signals, regions, dual, talk)
 
 
 def chunk_bounds(start: int, end: int, spec: FeatureSpec, max_chunk_frames: int) -> list[tuple[int, int]]:
@@ -140,21 +143,24 @@ def speech_seconds(regions: np.ndarray, spec: FeatureSpec) -> float:
     return float((regions[:, 1] - regions[:, 0]).sum() * spec.hop_length / spec.sample_rate) if len(regions) else 0.0
 
 
-
-
 def scored_regions(regions: np.ndarray, spec: FeatureSpec, config: Segmentation) -> np.ndarray:
     """The ``regions`` (VAD frames) long enough to be scored (``config.min_region_s``)."""
     keep = (regions[:, 1] - regions[:, 0]) * spec.hop_length / spec.sample_rate >= config.min_region_s
     return regions[keep] if len(regions) else regions
 
 
-def call_regions(samples: np.ndarray, spec: FeatureSpec, config: Segmentation = Segmentation()) -> list[np.ndarray]:
-    """Speech regions (VAD frames) of each channel of in-memory ``samples`` ``(channels, frames)`` at ``spec.sample_rate``,
-    as :func:`prepare_call` finds them in a spooled call."""
+def call_speech(samples: np.ndarray, spec: FeatureSpec, config: Segmentation = Segmentation()) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Speech and talk regions (VAD frames) of each channel of in-memory ``samples`` ``(channels, frames)`` at
+    ``spec.sample_rate``, as :func:`prepare_call` finds them in a spooled call."""
     levels = frame_levels_db(samples, spec)
     if not np.isfinite(levels).all():
         raise NonFiniteError("frame levels are not finite (samples too large?)")
-    return regions_from_levels(levels, spec, config.vad)
+    return detect(levels, spec, config.vad)
+
+
+def call_regions(samples: np.ndarray, spec: FeatureSpec, config: Segmentation = Segmentation()) -> list[np.ndarray]:
+    """Speech regions (VAD frames, padded: what is windowed) of each channel of in-memory ``samples``."""
+    return call_speech(samples, spec, config)[0]
 
 
 def clip_regions(samples: np.ndarray, spec: FeatureSpec, config: Segmentation = Segmentation()) -> np.ndarray:

@@ -15,7 +15,9 @@ the rest of the call is found as surely as a loud one. On levels averaged over `
 * runs whose level barely moves (less than ``min_modulation_db`` between their 10th and 90th percentile: hum,
   tones, steady noise; speech rises and falls with every syllable) are dropped;
 * each region loses leading and trailing frames more than ``edge_db`` below its own loudest frame (a loud turn's
-  decay), and is then padded by ``pad_s`` before and ``hangover_s`` after.
+  decay), and is then padded by ``pad_s`` before and ``hangover_s`` after (what is windowed);
+* the **talk** regions (how long a party speaks) are the same regions unpadded, each from its first to its last
+  frame whose own level (unsmoothed) is above ``continue_db``: neither the padding nor the smoothing's reach counts.
 
 Measured against frame-level truth per emotion class in ``bench/vad.py``.
 
@@ -147,27 +149,28 @@ def noise_floor(levels_db: np.ndarray, config: VadConfig, frame_s: float) -> np.
     return np.minimum(local, np.percentile(smoothed, 10, axis=1, keepdims=True))
 
 
-def speech_masks(levels_db: np.ndarray, config: VadConfig, frame_s: float) -> np.ndarray:
+def speech_masks(levels_db: np.ndarray, config: VadConfig, frame_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame speech decisions (before padding) for ``(channels, frames)`` levels: runs of smoothed level
     ``continue_db`` above the noise floor, gaps under ``min_gap_s`` bridged, that reach ``start_db`` above it for
     ``min_peak_s`` and hold at least ``min_speech_s`` of unsmoothed frames above ``continue_db`` (a click widened by
-    smoothing is not speech)."""
+    smoothing is not speech). Also returns those unsmoothed frames (the voice itself, not the smoothing's reach)."""
     noise = noise_floor(levels_db, config, frame_s)
     smoothed = smoothed_levels(levels_db, config.level_smooth_s, frame_s)
     floor = np.maximum(config.floor_db, noise + config.continue_db)
     audible, raw_audible = smoothed > floor, levels_db > floor
     strong = smoothed > np.maximum(config.floor_db, noise + config.start_db)
     if levels_db.shape[0] > 1:
-        own = levels_db >= levels_db.max(axis=0, keepdims=True) - config.crosstalk_db
+        own = smoothed >= smoothed.max(axis=0, keepdims=True) - config.crosstalk_db  # a leak's syllable dips follow its source
         audible &= own
         strong &= own
+    voiced = raw_audible & audible
     min_peak, min_raw, min_gap = (max(1, int(round(s / frame_s))) for s in (config.min_peak_s, config.min_speech_s, config.min_gap_s))
     masks = np.zeros_like(audible)
     for channel in range(len(audible)):
-        peaks, raw = (np.concatenate([[0], np.cumsum(m[channel])]) for m in (strong, raw_audible & audible))
+        peaks, raw = (np.concatenate([[0], np.cumsum(m[channel])]) for m in (strong, voiced))
         for a, b in bridge_gaps(runs(audible[channel]), min_gap):
             masks[channel, a:b] = peaks[b] - peaks[a] >= min_peak and raw[b] - raw[a] >= min_raw
-    return masks
+    return masks, voiced
 
 
 def trim_edges(regions: np.ndarray, levels_db: np.ndarray, edge_db: float) -> np.ndarray:
@@ -184,23 +187,50 @@ def trim_edges(regions: np.ndarray, levels_db: np.ndarray, edge_db: float) -> np
     return np.array(trimmed, dtype=regions.dtype).reshape(-1, 2)
 
 
-def smooth(mask: np.ndarray, levels_db: np.ndarray, config: VadConfig, frame_s: float) -> np.ndarray:
-    """Speech regions ``(n, 2)`` in frames of one channel from its raw ``mask`` (see the module docstring)."""
+def unpadded_regions(mask: np.ndarray, levels_db: np.ndarray, config: VadConfig, frame_s: float) -> np.ndarray:
+    """Speech regions ``(n, 2)`` in frames of one channel from its raw ``mask``, before padding (see the module docstring)."""
     regions = bridge_gaps(runs(mask), int(round(config.min_gap_s / frame_s)))
     regions = regions[regions[:, 1] - regions[:, 0] >= max(1, int(round(config.min_speech_s / frame_s)))]
     if len(regions):
         spread = np.array([np.subtract(*np.percentile(levels_db[a:b], [90, 10])) for a, b in regions])
         regions = trim_edges(regions[spread >= config.min_modulation_db], levels_db, config.edge_db)
+    return regions
+
+
+def padded(regions: np.ndarray, config: VadConfig, frame_s: float, n_frames: int) -> np.ndarray:
+    """``regions`` padded ``pad_s`` before and ``hangover_s`` after, within the audio, overlaps merged."""
     pad = np.array([-round(config.pad_s / frame_s), round(config.hangover_s / frame_s)], dtype=np.int64)
-    padded = np.clip(regions + pad, 0, mask.size - 1)  # frame n // hop: no region ends after the audio
-    return bridge_gaps(padded, 1)
+    return bridge_gaps(np.clip(regions + pad, 0, n_frames - 1), 1)  # frame n // hop: no region ends after the audio
+
+
+def tightened(regions: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """Each region from its first to its last ``voiced`` frame (the level smoothing's reach removed).
+
+    >>> tightened(np.array([[0, 6]]), np.array([0, 0, 1, 0, 1, 0, 0], bool)).tolist()
+    [[2, 5]]
+    """
+    out = []
+    for a, b in regions:
+        inside = np.flatnonzero(voiced[a:b])
+        if len(inside):
+            out.append([a + inside[0], a + inside[-1] + 1])
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def detect(levels: np.ndarray, spec: FeatureSpec, config: VadConfig = VadConfig()) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per channel, from its frame levels (:func:`stream_frame_levels`): the speech regions that are windowed
+    (padded) and the **talk** regions (unpadded, each from its first to its last voiced frame): the time the party
+    speaks, pauses under ``min_gap_s`` included."""
+    frame_s = spec.hop_length / spec.sample_rate
+    masks, voiced = speech_masks(levels, config, frame_s)
+    found = [unpadded_regions(mask, level, config, frame_s) for mask, level in zip(masks, levels)]
+    return ([padded(r, config, frame_s, levels.shape[1]) for r in found],
+            [tightened(r, v) for r, v in zip(found, voiced)])
 
 
 def regions_from_levels(levels: np.ndarray, spec: FeatureSpec, config: VadConfig = VadConfig()) -> list[np.ndarray]:
-    """Speech regions of each channel from its frame levels (:func:`stream_frame_levels`)."""
-    frame_s = spec.hop_length / spec.sample_rate
-    masks = speech_masks(levels, config, frame_s)
-    return [smooth(mask, level, config, frame_s) for mask, level in zip(masks, levels)]
+    """Speech regions (padded, to be windowed) of each channel from its frame levels (:func:`stream_frame_levels`)."""
+    return detect(levels, spec, config)[0]
 
 
 def speech_regions(samples: np.ndarray, spec: FeatureSpec, config: VadConfig = VadConfig()) -> list[np.ndarray]:

@@ -30,6 +30,9 @@ def fake_ravdess(folder: Path, actors: range) -> Path:
     return folder
 
 
+QUIET_LINE = ("--noise-floor", "-80", "-80")
+
+
 def make(out: Path, *args: str) -> tuple[str, pd.DataFrame]:
     result = CliRunner().invoke(archive_cli, ["--out", str(out), "--date", "2026-11-23", *args])
     assert result.exit_code == 0, result.output
@@ -41,7 +44,10 @@ def level_db(samples: np.ndarray) -> float:
 
 
 def check_calls(out: Path, truth: pd.DataFrame, channels: int) -> None:
-    """Turns alternate agent/customer without overlapping, inside the file; each speaks on its own channel."""
+    """Turns alternate agent/customer without overlapping, inside the file; each speaks on its own channel.
+
+    The channel check needs a quiet line (``QUIET_LINE``): at the default noise floor a turn 15 dB under its party's
+    level can be quieter than the other channel's noise (that is what the VAD must cope with)."""
     for call_id, turns in truth.groupby("call_id"):
         data, rate = sf.read(out / "audio" / f"{call_id}.wav", always_2d=True)
         assert (rate, data.shape[1]) == (RATE, channels)
@@ -56,17 +62,17 @@ def check_calls(out: Path, truth: pd.DataFrame, channels: int) -> None:
             for turn in turns.itertuples():
                 inside = data[int(turn.start_s * rate) : int(turn.end_s * rate)]
                 own, other = level_db(inside[:, turn.channel]), level_db(inside[:, 1 - turn.channel])
-                assert own - other > 20  # the other channel only hears the leak
+                assert own - other > 15  # the other channel only hears the leak (at most -20 dB) over a quiet line
 
 
 def test_synthetic_archive_says_so(tmp_path):
     calls, turns = 3, 2
-    output, truth = make(tmp_path / "demo", "--calls", str(calls), "--customer-turns", str(turns), "--seed", "1")
+    output, truth = make(tmp_path / "demo", "--calls", str(calls), "--customer-turns", str(turns), "--seed", "1", *QUIET_LINE)
     assert SYNTHETIC_NOTICE in output and SYNTHETIC_NOTICE in (tmp_path / "demo" / "README.txt").read_text()
     assert truth["synthetic"].all() and truth["call_id"].nunique() == calls
     assert len(truth) == calls * (2 * turns + 1)
     check_calls(tmp_path / "demo", truth, channels=2)
-    _, again = make(tmp_path / "again", "--calls", str(calls), "--customer-turns", str(turns), "--seed", "1")
+    _, again = make(tmp_path / "again", "--calls", str(calls), "--customer-turns", str(turns), "--seed", "1", *QUIET_LINE)
     pd.testing.assert_frame_equal(truth, again)
     first = sorted((tmp_path / "demo" / "audio").rglob("*.wav"))
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in sorted((tmp_path / "again" / "audio").rglob("*.wav"))]
@@ -80,7 +86,7 @@ def test_mono_archive_mixes_both_parties(tmp_path):
 
 def test_corpus_archive_uses_every_utterance_of_the_split_once(tmp_path):
     corpus = fake_ravdess(tmp_path / "ravdess", range(1, 5))
-    output, truth = make(tmp_path / "archive", "--corpus", f"ravdess={corpus}", "--split", "all", "--customer-turns", "3")
+    output, truth = make(tmp_path / "archive", "--corpus", f"ravdess={corpus}", "--split", "all", "--customer-turns", "3", *QUIET_LINE)
     assert "SYNTHETIC" not in output and not truth["synthetic"].any()
     customer = truth[truth["role"] == "customer"]
     utterances = scan_all((("ravdess", str(corpus)),)).utterances
@@ -109,7 +115,7 @@ def test_the_test_split_is_the_models_recorded_held_out_speakers_whatever_is_sca
 @pytest.mark.corpora
 def test_archive_from_the_held_out_speakers_of_real_ravdess(shared_corpora, tmp_path):
     corpus = str(shared_corpora / "ravdess")
-    _, truth = make(tmp_path / "archive", "--corpus", f"ravdess={corpus}")
+    _, truth = make(tmp_path / "archive", "--corpus", f"ravdess={corpus}", *QUIET_LINE)
     scan = scan_all((("ravdess", corpus),))
     splits = assign_splits(scan.utterances)
     held_out = {u.utterance_id for u in scan.utterances if splits[u.utterance_id] == "test"}

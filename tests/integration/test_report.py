@@ -27,7 +27,8 @@ def stereo_call(call_id: str, agent: list[str], customer: list[str]) -> CallResu
     probs[np.arange(len(emotions)), [EMOTIONS.index(e) for e in emotions]] = 1.0
     channel = np.array([0] * len(agent) + [1] * len(customer), np.int32)
     start = np.concatenate([np.arange(len(agent)), np.arange(len(customer))]) * 1.25
-    return CallResult(call_id, f"/archive/{call_id}.wav", "ok", None, 120.0, 8000, 2, [30.0, 40.0], channel=channel,
+    talk = [np.array([[0.0, 30.0]]), np.array([[40.0, 80.0]])]
+    return CallResult(call_id, f"/archive/{call_id}.wav", "ok", None, 120.0, 8000, 2, talk, channel=channel,
                       start_s=start.astype(float), end_s=start + 2.5, rms_db=np.full(len(emotions), -20.0, np.float32), probs=probs)
 
 

@@ -34,10 +34,10 @@ def embedded(tmp_path_factory, local_ray) -> Path:
     return root
 
 
-def test_embed_writes_a_clean_and_a_telephone_copy_per_utterance(embedded):
+def test_embed_writes_a_clip_and_a_call_copy_per_utterance(embedded):
     table = pq.read_table(embedded / "emb" / "embeddings").to_pandas()
     assert len(table.drop_duplicates("utterance_id")) == len(list((embedded / "ravdess").rglob("*.wav")))
-    assert set(table["copy"]) == {0, 1} and set(table["augmentation"]) == {"none", "telephone"}
+    assert set(table["copy"]) == {0, 1} and set(table["augmentation"]) == {"none", "call"}
     assert table["embedding"].map(len).eq(1024).all()
     assert set(table["split"]) == {"train", "validation", "test"}
     rerun = CliRunner().invoke(main, ["embed", "--corpus", f"ravdess={embedded / 'ravdess'}", "--out", str(embedded / "emb"), "--no-progress"])
@@ -46,13 +46,21 @@ def test_embed_writes_a_clean_and_a_telephone_copy_per_utterance(embedded):
 
 def test_train_head_bundle_evaluates_and_predicts(embedded):
     out = embedded / "model"
-    result = CliRunner().invoke(main, ["train-head", "--embeddings", str(embedded / "emb"), "--out", str(out), "--fit-on", "train", "--epochs", "2"])
+    sweep = {"results": {"3": {"logreg": {"validation_uar": {"ravdess/call": 0.5}, "loco_uar": {}}}}, "chosen": {"layers": 3, "recipe": "logreg"}}
+    (embedded / "sweep.json").write_text(json.dumps(sweep))
+    train_head = ["train-head", "--embeddings", str(embedded / "emb"), "--out", str(out), "--fit-on", "train", "--epochs", "2",
+                  "--recipe", "logreg", "--experiments", str(embedded / "sweep.json")]
+    refused = CliRunner().invoke(main, train_head)  # full-depth embeddings, the sweep chose 3 layers
+    assert refused.exit_code != 0 and "not the sweep's choice" in refused.output and not out.exists()
+    result = CliRunner().invoke(main, [*train_head, "--choice-note", "Full depth for this test."])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "bundle.json").read_text())
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "layers 1-6 of the 6" in card and "| layers 3, logreg | 0.500 | - |" in card and "Full depth for this test." in card
     assert info["model_kind"] == "whisper-head" and info["model_version"].startswith("ser-whisper-head-")
     assert set(info["files"]) >= {"model.keras"} and info["training"]["fit_on"] == "train"
     assert info["held_out_groups"]["test"]["ravdess"] and info["held_out_groups"]["validation"]["ravdess"]
-    assert {"validation/telephone", "test/clean"} <= set(info["metrics"])
+    assert {"validation/call", "test/clean"} <= set(info["metrics"])
     bundle = load_bundle(out)
     assert isinstance(bundle.frontend, EncoderFrontend)
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out), "--corpus", f"ravdess={embedded / 'ravdess'}", "--json", str(embedded / "e.json")])

@@ -14,7 +14,7 @@ import pytest
 
 from ser_core import storage
 from ser_core.report_store import LEASE_FILE, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
-from ser_core.schema import CALLS, SEGMENTS
+from ser_core.schema import CALLS, SEGMENTS, TURNS
 
 T0 = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
 
@@ -37,6 +37,11 @@ def segments_table(call_ids: list[str], run_id: str, at: dt.datetime, per_call: 
         pa.schema([SEGMENTS.field(name) for name in ("call_id", "channel", "start_s", "run_id", "scored_at")]))
 
 
+def turns_table(call_ids: list[str], run_id: str, at: dt.datetime) -> pa.Table:
+    n = len(call_ids)
+    return full(pa.table({"call_id": call_ids, "turn": list(range(n)), "run_id": [run_id] * n, "scored_at": [at] * n}), TURNS)
+
+
 def full(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with the missing columns of ``schema`` as nulls."""
     return pa.table({f.name: table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
@@ -44,12 +49,12 @@ def full(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def commit(store: ReportStore, name: str, inputs: dict[str, str], run_id: str, at: dt.datetime, **kwargs) -> int:
-    return store.commit(name, full(segments_table(list(inputs), run_id, at), SEGMENTS),
-                        full(calls_table(inputs, run_id, at, **kwargs), CALLS))
+    details = {"segments": full(segments_table(list(inputs), run_id, at), SEGMENTS), "turns": turns_table(list(inputs), run_id, at)}
+    return store.commit(name, details, full(calls_table(inputs, run_id, at, **kwargs), CALLS))
 
 
 def rows(out: str, table: str) -> list[dict]:
-    schema = CALLS if table == "calls" else SEGMENTS
+    schema = {"calls": CALLS, "segments": SEGMENTS, "turns": TURNS}[table]
     return storage.read_parquet_parts(storage.join(out, table), schema).to_pylist()
 
 
@@ -88,17 +93,20 @@ def test_recovery_removes_only_what_never_committed_or_was_superseded(tmp_path):
     part = Path(out, "calls", "date=d", "part-a-0.parquet")
     # a crashed run: its segments file without calls, a temporary file, and a replacement whose old rows remain
     Path(out, "segments", "date=d", "part-c-0.parquet").write_bytes(Path(out, "segments", "date=d", "part-a-0.parquet").read_bytes())
+    Path(out, "turns", "date=d", "part-c-0.parquet").write_bytes(Path(out, "turns", "date=d", "part-a-0.parquet").read_bytes())
     Path(out, "calls", "date=d", "part-c-1.parquet.tmp-0123").write_bytes(part.read_bytes())
     newer = {"d/c-1": first["d/c-1"]}
     storage.write_parquet_atomic(full(segments_table(list(newer), "run-b", T0), SEGMENTS), str(Path(out, "segments", "date=d", "part-b-0.parquet")))
+    storage.write_parquet_atomic(turns_table(list(newer), "run-b", T0), str(Path(out, "turns", "date=d", "part-b-0.parquet")))
     storage.write_parquet_atomic(full(calls_table(newer, "run-b", T0 + dt.timedelta(hours=1)), CALLS), str(Path(out, "calls", "date=d", "part-b-0.parquet")))
 
     with Lease(out, "run-d") as lease:
         latest = ReportStore(out, lease).recover()
     assert {uri: row.run_id for uri, row in latest.items()} == {first["d/c-1"]: "run-b", first["d/c-2"]: "run-a"}
-    assert sorted(p.name for p in Path(out).rglob("*.parquet*")) == ["part-a-0.parquet", "part-a-0.parquet", "part-b-0.parquet", "part-b-0.parquet"]
+    assert sorted(p.name for p in Path(out).rglob("*.parquet*")) == ["part-a-0.parquet"] * 3 + ["part-b-0.parquet"] * 3
     assert sorted((r["call_id"], r["run_id"]) for r in rows(out, "calls")) == [("d/c-1", "run-b"), ("d/c-2", "run-a")]
-    assert sorted({(r["call_id"], r["run_id"]) for r in rows(out, "segments")}) == [("d/c-1", "run-b"), ("d/c-2", "run-a")]
+    for table in ("segments", "turns"):
+        assert sorted({(r["call_id"], r["run_id"]) for r in rows(out, table)}) == [("d/c-1", "run-b"), ("d/c-2", "run-a")]
 
 
 def test_parts_written_before_the_agent_channel_column_read_as_unknown(tmp_path):

@@ -48,7 +48,8 @@ def test_summary_per_role_of_a_stereo_call():
     customer = ["neutral"] * 4 + ["angry"] * 4
     channel = np.array([0] * len(agent) + [1] * len(customer), np.int32)
     start_s = np.concatenate([np.arange(len(agent)) * 1.25, np.arange(len(customer)) * 1.25 + 0.5])
-    result = CallResult("q/c-1", "/a/q/c-1.wav", "ok", None, 30.0, 8000, 2, [5.0, 9.0], channel=channel,
+    talk = [np.array([[0.0, 5.0]]), np.array([[10.0, 15.0], [20.0, 24.0]])]
+    result = CallResult("q/c-1", "/a/q/c-1.wav", "ok", None, 30.0, 8000, 2, talk, channel=channel,
                         start_s=start_s, end_s=start_s + 2.5, rms_db=np.zeros(len(channel), np.float32),
                         probs=one_hot(agent + customer))
     row = summarise_call(result, ScoringConfig(agent_channel=0))
@@ -66,8 +67,8 @@ def test_summary_per_role_of_a_stereo_call():
 
 
 def test_summary_of_mono_zero_speech_and_error_calls():
-    mono = summarise_call(CallResult("c", "u", "ok", None, 3.0, 16000, 1, [0.0]), ScoringConfig())
-    assert mono["mono_speech_s"] == 0.0 and mono["mono_segments"] == 0
+    mono = summarise_call(CallResult("c", "u", "ok", None, 3.0, 16000, 1, [np.zeros((0, 2))]), ScoringConfig())
+    assert mono["mono_speech_s"] == 0.0 and mono["mono_segments"] == 0 and mono["non_talk_s"] == 3.0
     assert "mono_dominant_emotion" not in mono and "escalated" not in mono and "agent_speech_s" not in mono
     error = summarise_call(CallResult("c", "u", "error", "empty file (0 bytes)"), ScoringConfig())
     assert error == {"call_id": "c", "source_uri": "u", "status": "error", "error": "empty file (0 bytes)",
