@@ -216,7 +216,7 @@ def test_the_shipped_whisper_head_is_the_default_and_describes_itself():
     held_out = HeldOutGroups.from_dict(info["held_out_groups"])
     assert held_out.test["ravdess"] == ("ravdess/actor02", "ravdess/actor07", "ravdess/actor17", "ravdess/actor20")
     assert all(groups == () for groups in held_out.validation.values())  # validation speakers were trained on
-    assert set(held_out.test) == {"ravdess", "tess", "emovo", "ased", "turev"}
+    assert set(held_out.test) == {"ravdess", "tess", "emovo", "ased", "turev", "nemo"}
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert set(info["files"]) == on_disk - {BUNDLE_FILE}
     text = (folder / BUNDLE_FILE).read_text() + (folder / "MODEL_CARD.md").read_text()
