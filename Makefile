@@ -9,7 +9,7 @@ CORPORA ?= ../shared/corpora
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 unexport RAY_ADDRESS
 
-.PHONY: setup java demo test test-fast bench clean
+.PHONY: setup java chromium demo test test-fast bench clean
 
 setup: $(VENV)/.installed
 
@@ -31,7 +31,11 @@ demo: setup
 java:
 	command -v java >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
 
-test: setup java
+# The HTML report tests render the page in Debian's chromium: installed once when it is missing (make test only).
+chromium:
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation; }
+
+test: setup java chromium
 	$(BIN)/pytest -q --doctest-modules ser_core tests
 
 # tests/unit: the library on local files and a local fake S3 (no Ray, no training); tests/integration: jobs, clusters.

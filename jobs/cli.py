@@ -1,8 +1,8 @@
 """The ``ser`` command line: each job module defines its click command; this file only assembles them.
 
 It also decides how everything ends: a user's mistake (a path that does not exist, a folder that is not a model
-bundle, ...) or any other failure is one ``Error: ...`` line and exit status 1 (2 for bad usage, as click does);
-the traceback is printed only with ``-v``.
+bundle, ...) or any other failure is one ``Error: ...`` line and exit status 1 (2 for bad usage, as click does),
+with control characters escaped; the traceback is printed only with ``-v``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import click
 from jobs import embed, evaluate, extract, make_archive, predict, report, score, submit, train, train_head
 from jobs.ray_runtime import configure_output, verbosity
 from ser_core.errors import BundleError
+from ser_core.text import shown
 
 
 def user_error_message(err: Exception) -> str | None:
@@ -40,12 +41,15 @@ class SerGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except click.exceptions.ClickException as err:
+            err.message = shown(err.message)  # names in it are data: no control character reaches the terminal
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as err:
             if verbosity() > 0:
                 traceback.print_exc()
-            raise click.ClickException(error_message(err)) from None
+            raise click.ClickException(shown(error_message(err))) from None
 
 
 @click.group(cls=SerGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -31,6 +31,7 @@ from ser_core.frontends import EncoderFrontend, FeatureFrontend
 from ser_core.manifest import Utterance
 from ser_core.metrics import NO_SPEECH, grouped_reports
 from ser_core.splits import ModelSplits
+from ser_core.text import shown
 
 
 @dataclass(frozen=True)
@@ -176,4 +177,4 @@ def cli(model, corpora, split, json_out, plots, ray_address) -> None:
         raise click.ClickException(f"model refused: {err}") from None
     if not report["reports"]:
         raise click.ClickException("no utterance could be scored")
-    click.echo(format_table(report))
+    click.echo("\n".join(map(shown, format_table(report).splitlines())))

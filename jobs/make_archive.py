@@ -43,6 +43,7 @@ from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_core.manifest import Utterance
 from ser_core.schema import GROUND_TRUTH
 from ser_core.splits import SPLITS
+from ser_core.text import shown
 
 RATE = 8000
 SYNTHETIC_NOTICE = (
@@ -324,4 +325,4 @@ def cli(corpora, out, split, model, calls, customer_turns, mono, date, audio_for
     if warning:
         click.echo(warning, err=True)
     for reason in summary.skipped_utterances:
-        click.echo(f"  skipped {reason}")
+        click.echo(f"  skipped {shown(reason)}")

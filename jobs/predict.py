@@ -20,6 +20,7 @@ from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
 from ser_core.bundle import BundleError, load_bundle
 from ser_core.features import FeatureSpec
 from ser_core.segmentation import NonFiniteError, prepare_call, speech_seconds
+from ser_core.text import shown
 
 
 def predict_file(bundle, uri: str) -> dict:
@@ -53,15 +54,17 @@ def predict_file(bundle, uri: str) -> dict:
 
 
 def format_prediction(result: dict) -> str:
-    """Human-readable lines: the file's label and probabilities, then one line per window when there are several."""
+    """Human-readable lines: the file's label and probabilities, then one line per window when there are several
+    (names and labels with control characters escaped)."""
     def probs(p):
-        return " ".join(f"{k}={v:.2f}" for k, v in sorted(p.items(), key=lambda kv: -kv[1]))
+        return " ".join(f"{shown(k)}={v:.2f}" for k, v in sorted(p.items(), key=lambda kv: -kv[1]))
 
+    path = shown(result["path"])
     if result["emotion"] is None:
-        return f"{result['path']}\t(no speech)"
-    lines = [f"{result['path']}\t{result['emotion']}\t{probs(result['probabilities'])}"]
+        return f"{path}\t(no speech)"
+    lines = [f"{path}\t{shown(result['emotion'])}\t{probs(result['probabilities'])}"]
     if len(result["windows"]) > 1:
-        lines += [f"  {w['start_s']:7.2f}s\t{w['emotion']}\t{probs(w['probabilities'])}" for w in result["windows"]]
+        lines += [f"  {w['start_s']:7.2f}s\t{shown(w['emotion'])}\t{probs(w['probabilities'])}" for w in result["windows"]]
     return "\n".join(lines)
 
 
@@ -81,11 +84,11 @@ def cli(files, model, as_json) -> None:
             result = predict_file(bundle, uri)
         except AudioDecodeError as err:
             failed += 1
-            click.echo(f"{uri}: cannot decode: {err.reason}", err=True)
+            click.echo(f"{shown(uri)}: cannot decode: {shown(err.reason)}", err=True)
             continue
         except NonFiniteError as err:
             failed += 1
-            click.echo(f"{uri}: {err}", err=True)
+            click.echo(f"{shown(uri)}: {shown(err)}", err=True)
             continue
         click.echo(json.dumps(result) if as_json else format_prediction(result))
     if failed:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import ray
 
+from ser_core.text import shown
+
 # Keeps Ray's node on loopback instead of the machine's interface address (seen with Ray 2.60).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -72,6 +74,13 @@ def _native_stderr_to(path: Path) -> None:
     os.close(native)
 
 
+class ShownFormatter(logging.Formatter):
+    """Log lines whose message has its control characters escaped (names in it are data; tracebacks keep their lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return shown(super().formatMessage(record))
+
+
 def configure_output(level: int) -> None:
     """Set this process's verbosity: its environment (inherited by a local Ray's workers), where native code's stderr
     goes, and Python logging."""
@@ -80,8 +89,8 @@ def configure_output(level: int) -> None:
         _native_stderr_to(NATIVE_STDERR_LOG)
         for category in (DeprecationWarning, FutureWarning):  # libraries' notes to developers, not the user's data
             warnings.simplefilter("ignore", category)
-    logging.basicConfig(level=logging.INFO if level else logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
-                        force=True)
+    logging.basicConfig(level=logging.INFO if level else logging.WARNING, force=True)
+    logging.getLogger().handlers[0].setFormatter(ShownFormatter("%(levelname)s %(name)s: %(message)s"))
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if level >= LOUD else logging.ERROR)
 

@@ -9,18 +9,21 @@ import click
 import pandas as pd
 
 from jobs import options
-from ser_core.reports import DEFAULT_DAYS, SLICES, CategoryError, build_report, read_categories, report_json, summary_line
+from ser_core.reports import (DEFAULT_DAYS, SLICES, CategoryError, build_report, read_categories, report_json, shown_frame,
+                              summary_line)
+from ser_core.text import shown
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_string(index=False, na_rep="-") if len(frame) else "  (none)"
+    return shown_frame(frame).to_string(index=False, na_rep="-") if len(frame) else "  (none)"
 
 
 PRINTED = ("counts", "queues", "errors", "emotions", "escalated", "trend", "slices", "categories")
 
 
 @click.command("report")
-@click.option("--reports", required=True, metavar="DIR_OR_S3", help="The --out of ser score: a folder or s3:// prefix.")
+@click.option("--reports", required=True, metavar="DIR_OR_S3",
+              help="The --out of ser score: a folder or s3:// prefix (a path, not a pattern: * ? [ are plain characters).")
 @options.date("Only this date partition [default: the --since..--until window].")
 @click.option("--since", callback=options.parse_date, default=None, metavar="YYYY-MM-DD",
               help=f"First date [default: the last {DEFAULT_DAYS} dates present].")
@@ -30,7 +33,7 @@ PRINTED = ("counts", "queues", "errors", "emotions", "escalated", "trend", "slic
               help="Slice the figures per agent, queue or team.")
 @click.option("--categories", "categories_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, metavar="FILE.yaml", help="Named rules (name: SQL condition over the calls view), counted per slice.")
-@click.option("--top", default=10, show_default=True, help="How many of the most escalated calls to list.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="How many of the most escalated calls to list.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
               metavar="PAGE", help="Also write the report as one self-contained HTML page (charts inline, no external URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as one JSON object instead of tables.")
@@ -57,4 +60,4 @@ def cli(reports, date, since, until, by, categories_path, top, html_path, as_jso
             click.echo(f"{report.title(name)}\n{_table(report.tables[name])}\n")
     click.echo(summary_line(report) + f"; {len(report.tables['escalated'])} escalated calls listed")
     if html_path is not None:
-        click.echo(f"HTML report: {html_path} (one self-contained page; open it in a browser)")
+        click.echo(shown(f"HTML report: {html_path} (one self-contained page; open it in a browser)"))

@@ -20,14 +20,18 @@ what recovery may remove, and the lease that makes one run at a time the writer.
   :func:`id_root`), unique in OUT: a run whose ids would name another file already in OUT is refused.
 * An input already ``ok`` with the same model version and ``--agent-channel`` is skipped; everything else (new,
   failed, scored by another model or agent channel, or all with ``--force``) is scored and replaces its row.
-* Bad input is data: a file that cannot be decoded, is over the length limit, or gives non-finite features or
-  probabilities gets a calls row with status ``error`` and the reason. A file on which the scoring worker keeps
+* Bad input is data: a file that is not a regular file (FIFO, socket, device: never opened for reading), whose
+  read stalls past ``--read-timeout``, that cannot be decoded, is over the length limit, or gives non-finite
+  features or probabilities gets a calls row with status ``error`` and the reason. A file on which the scoring worker keeps
   dying (``--task-retries`` + 1 times) gets such a row too, unless it already has a row, which is then kept.
 * Job-level failures change nothing they should not: a model that does not load or predict fails the job
   before any work; if the pipeline fails (actors, cluster, more than ``--max-crashed-calls`` crashed files), the
   calls finished so far are committed, every other input keeps its earlier row, and the job exits non-zero.
 * Ray retries the work of a killed worker; the driver keys windows by (call, window number) so a retried task's
   repeated rows are dropped, and a call is written only once its call row and all its windows have arrived.
+* Ctrl-C (SIGINT, even where the shell started the job with SIGINT ignored) stops the pipeline: the calls
+  finished so far are committed, the lease is released, the job exits with status 130, and the next run
+  scores the rest.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import logging
 import os
 import posixpath
 import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -57,15 +62,17 @@ from ser_core.calls import (CallResult, ScoringConfig, in_emotion_order, label_c
 from ser_core.contact_metadata import ContactMetadata, MetadataError, folder_queue, read_metadata
 from ser_core.errors import Refused
 from ser_core.labels import EMOTIONS
-from ser_core.bundle import BUNDLE_FILE, load_bundle_files, read_bundle_files
+from ser_core.bundle import load_bundle_files, read_bundle_files
 from ser_core.report_store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
 from ser_core.schema import CALLS, SEGMENTS, TURNS
 from ser_core.segmentation import NonFiniteError, WindowBatch, prepare_call
+from ser_core.text import shown
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aif", ".aiff")
 CALL_ROW = -1  # ``seq`` of the row that closes a call in the pipeline's output
+INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports a process ended by SIGINT
 DAY_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -110,6 +117,7 @@ class ScoreSummary:
     run_id: str = ""
     errors: list[tuple[str, str]] = field(default_factory=list)
     pipeline_error: str | None = None
+    interrupted: bool = False
     metadata_rows: int = 0
     metadata_unmatched: int = 0  # rows of --metadata that match no recording
     without_metadata: int = 0  # recordings that have no row in --metadata
@@ -135,13 +143,15 @@ def id_root(archive: str, explicit: str | None = None) -> str:
 
 
 def list_calls(archive: str, root: str | None = None) -> list[CallInput]:
-    """Every audio file under ``archive`` with its call id: its path relative to :func:`id_root`, without extension.
+    """Every audio file under ``archive`` with its call id: its path relative to :func:`id_root`, without extension
+    (an archive that is one file: the id root of its folder, so ``.../q/c-1.wav`` is ``c-1``).
 
     Two files that differ only by extension (``c-1.wav``, ``c-1.flac``) keep their extensions in their ids.
     """
     if not storage.exists(archive):
         raise FileNotFoundError(f"archive {archive} does not exist")
-    base = id_root(archive, root)
+    fs, path = storage.filesystem(archive)
+    base = id_root((posixpath.dirname(archive) or ".") if root is None and not fs.isdir(path) else archive, root)
     uris = storage.list_files(archive, AUDIO_EXTENSIONS)
     relative = [storage.relative_to(uri, base) for uri in uris]
     outside = [rel for rel in relative if rel.startswith("../")]
@@ -184,7 +194,8 @@ class CallScorer:
         facts: dict = {"status": "ok", "error": None}
         scored = 0
         try:
-            with AudioReader(uri, spec.sample_rate, self.scoring.max_seconds) as reader, SpooledAudio(reader) as audio:
+            with AudioReader(uri, spec.sample_rate, self.scoring.max_seconds, read_timeout_s=self.scoring.read_timeout_s) as reader, \
+                    SpooledAudio(reader) as audio:
                 call = prepare_call(audio, spec, self.bundle.frontend.segmentation)
                 facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.channels,
                              talk=[np.round(r * frame_s, 3).tolist() for r in call.talk])
@@ -406,7 +417,7 @@ def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
             raise ValueError(f"the model's output for silence has shape {probe.shape} or is not finite")
     except Exception as err:  # the job must not start with a model the actors cannot use
         raise Refused(f"model bundle {model or '(bundled)'} is not usable: {brief(err)}") from None
-    return files, json.loads(files[BUNDLE_FILE])["model_version"]
+    return files, bundle.version
 
 
 def contact_columns(calls: list[CallInput], metadata: ContactMetadata | None, archive: str,
@@ -498,6 +509,10 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
                 for result in collector.add(batch):
                     record(result)
                     bar.update()
+        except KeyboardInterrupt:  # Ctrl-C: what is finished is committed by the caller, the rest keeps what it had
+            summary.interrupted = True
+            summary.unfinished = len(collector.unfinished())
+            return
         except Exception as err:  # the pipeline itself failed: unfinished calls keep what they had
             summary.pipeline_error = brief(err)
             summary.unfinished = len(collector.unfinished())
@@ -527,6 +542,8 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
 @click.option("--calls-per-part", default=500, show_default=True, help="Calls per Parquet part file.")
 @click.option("--max-hours", type=click.FloatRange(min=0, min_open=True), default=ScoringConfig().max_seconds / 3600,
               show_default=True, help="Longest file scored; longer ones get an error row.")
+@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=ScoringConfig().read_timeout_s,
+              show_default=True, metavar="SECONDS", help="A file whose read stalls this long gets an error row.")
 @click.option("--task-retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Retries of a call whose scoring worker died.")
 @click.option("--max-crashed-calls", type=click.IntRange(min=0), default=10, show_default=True,
@@ -536,14 +553,14 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
 @options.no_progress
 @options.refusals
 def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_address, batch_size, calls_per_part,
-        max_hours, task_retries, max_crashed_calls, metadata, no_progress) -> None:
+        max_hours, read_timeout, task_retries, max_crashed_calls, metadata, no_progress) -> None:
     """Score a call archive into Parquet emotion reports (incremental; safe to rerun)."""
     config = ScoreJobConfig(
         archive=archive,
         out=out,
         **({"date": date} if date else {}),
         model=model,
-        scoring=ScoringConfig(agent_channel=agent_channel, max_seconds=max_hours * 3600),
+        scoring=ScoringConfig(agent_channel=agent_channel, max_seconds=max_hours * 3600, read_timeout_s=read_timeout),
         force=force,
         workers=workers,
         ray_address=ray_address,
@@ -555,27 +572,35 @@ def cli(archive, out, date, model, agent_channel, id_root, force, workers, ray_a
         max_crashed_calls=max_crashed_calls,
         metadata=metadata,
     )
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even when started with SIGINT ignored
     try:
         summary = run_score(config)
     except FileNotFoundError as err:
         raise click.ClickException(str(err)) from None
     except MetadataError as err:
         raise click.BadParameter(str(err), param_hint="--metadata") from None
-    click.echo(
+    except KeyboardInterrupt:
+        click.echo("ser score: interrupted; calls not committed keep their earlier rows; rerun to finish", err=True)
+        click.get_current_context().exit(INTERRUPTED)
+    click.echo(shown(
         f"{summary.files} files: {summary.ok} ok, {summary.error} error, {summary.skipped} skipped "
         f"(already scored ok by {summary.model_version}); {summary.replaced} older rows replaced; "
         f"{summary.segments} segments, {summary.audio_seconds / 3600:.2f} h of audio, {summary.parts} parts "
         f"under {out} (date={config.date}, run {summary.run_id}); {summary.wall_seconds:.1f} s"
-    )
+    ))
     if metadata:
         click.echo(f"  metadata: {summary.metadata_rows} rows; {summary.metadata_unmatched} match no recording; "
                    f"{summary.without_metadata} recordings have no row")
     for call_id, reason in summary.errors[:20]:
-        click.echo(f"  error {call_id}: {reason}")
+        click.echo(f"  error {shown(call_id)}: {shown(reason)}")
     if len(summary.errors) > 20:
-        click.echo(f"  ... and {len(summary.errors) - 20} more (status = 'error' in {out}/calls)")
+        click.echo(shown(f"  ... and {len(summary.errors) - 20} more (status = 'error' in {out}/calls)"))
     if summary.kept:
         click.echo(f"  {summary.kept} calls crashed their worker on every try and kept their earlier rows")
+    if summary.interrupted:
+        click.echo(f"ser score: interrupted; the {summary.ok + summary.error} calls finished are committed, "
+                   f"{summary.unfinished} were not scored and keep their earlier rows; rerun to finish them", err=True)
+        click.get_current_context().exit(INTERRUPTED)
     if summary.pipeline_error:
         raise click.ClickException(f"scoring pipeline failed ({summary.pipeline_error}); {summary.unfinished} calls "
                                    "were not scored and keep their earlier rows; rerun to finish them")

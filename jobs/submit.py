@@ -48,6 +48,7 @@ NOT_SUBMITTABLE = frozenset({"submit", "jobs"})
 
 # The Jobs API's answer while the head's job agent has not registered yet (HTTP 500; a fresh or loaded cluster).
 NO_AGENT_YET = "No available agent to submit job"
+DASHBOARD_AGENT_PORT = 52365  # Ray's default --dashboard-agent-listen-port, one per host
 
 # Exit status of ``ser submit --wait`` and ``ser jobs logs --follow`` per final job status.
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
@@ -171,7 +172,10 @@ def submit_when_ready(client, timeout_s: float = 120.0, first_wait_s: float = 1.
             if time.monotonic() + wait > deadline:
                 raise click.ClickException(
                     f"the cluster's job agent was still not available after {timeout_s:.0f} s ({NO_AGENT_YET.lower()}); "
-                    "the head node may still be starting or overloaded: check `ray status` on it and submit again"
+                    "the head node may still be starting or overloaded: check `ray status` on it and submit again. "
+                    f"On a host running several Ray clusters, another one may hold the dashboard agent's port "
+                    f"({DASHBOARD_AGENT_PORT} by default), so this head's agent never started: restart the head with "
+                    "`ray start --head --dashboard-agent-listen-port=<a free port>`"
                 ) from None
             click.echo(f"the cluster's job agent is not ready yet; retrying in {wait:.0f} s", err=True)
             time.sleep(wait)

@@ -82,6 +82,7 @@ class TrainJobConfig:
     max_failures: int = 2
     ray_address: str | None = None
     fail_once_after_epoch: int | None = None  # fault drill: the last worker exits once after this epoch's checkpoint
+    notes: str | None = None  # JSON recorded in the bundle and card: {"runs": [...], "summary", "commands", "changes": [...]}
 
     @property
     def run_storage(self) -> str:
@@ -468,6 +469,7 @@ def run_train(config: TrainJobConfig) -> dict:
     from ser_core.model import _keras, build_model
 
     started = time.time()
+    notes = json.loads(storage.read_bytes(config.notes)) if config.notes else None
     metadata = read_feature_metadata(config.features)
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
     if spec.version != metadata["feature_version"]:
@@ -563,6 +565,8 @@ def run_train(config: TrainJobConfig) -> dict:
         },
         "metrics": evaluate_splits(model, meta, spec, mean, std),
     }
+    if notes:
+        info["experiments"] = notes
     with tempfile.TemporaryDirectory() as folder:
         stage_bundle(model, spec, mean, std, folder, info=info, card=CNN.card(info))
         write_bundle_figures(folder, info)
@@ -584,9 +588,10 @@ def run_train(config: TrainJobConfig) -> dict:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from (from the last checkpoint).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster instead of starting one.")
+@click.option("--notes", default=None, metavar="JSON", help="Selection runs and changes to record in the bundle and its card.")
 @options.refusals
 def cli(features, out, workers, cpus_per_worker, epochs, batch_size, learning_rate, patience, seed, run_dir, resume,
-        max_failures, ray_address) -> None:
+        max_failures, ray_address, notes) -> None:
     """Train the emotion CNN with Ray Train and write a model bundle."""
     config = TrainJobConfig(
         features=features,
@@ -599,6 +604,7 @@ def cli(features, out, workers, cpus_per_worker, epochs, batch_size, learning_ra
         resume=resume,
         max_failures=max_failures,
         ray_address=ray_address,
+        notes=notes,
     )
     info = run_train(config)
     training = info["training"]

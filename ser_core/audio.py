@@ -90,30 +90,40 @@ class AudioReader:
 
     Use as a context manager; :meth:`blocks` yields float32 ``(channels, frames)`` blocks at ``target_rate``
     (``None``: the file's rate). Everything that makes the input unusable raises :class:`AudioDecodeError`:
-    unreadable, empty, truncated, not audio, non-finite samples, more than ``max_channels`` channels, or longer
-    than ``max_seconds`` (declared in the header, or found while decoding).
+    not a regular file (a FIFO, socket or device is never opened for reading), unreadable, a read that stalls for
+    more than ``read_timeout_s``, empty, truncated, not audio, non-finite samples, more than ``max_channels``
+    channels, or longer than ``max_seconds`` (declared in the header, or found while decoding).
     """
 
     def __init__(self, uri: str, target_rate: int | None = None, max_seconds: float = MAX_SECONDS,
-                 max_channels: int = MAX_CHANNELS, block_frames: int = BLOCK_FRAMES):
+                 max_channels: int = MAX_CHANNELS, block_frames: int = BLOCK_FRAMES,
+                 read_timeout_s: float = storage.READ_TIMEOUT_S):
         self.uri, self.target_rate, self.max_seconds = uri, target_rate, max_seconds
-        self.max_channels, self.block_frames = max_channels, block_frames
+        self.max_channels, self.block_frames, self.read_timeout_s = max_channels, block_frames, read_timeout_s
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "AudioReader":
         try:
-            fs, path = storage.filesystem(self.uri)
-            size = fs.size(path)
-            handle = self._stack.enter_context(fs.open(path, "rb"))
+            handle, size = storage.open_input(self.uri, self.read_timeout_s)
+            self._handle = self._stack.enter_context(handle)
+        except storage.NotRegularFile as err:
+            raise AudioDecodeError(self.uri, str(err)) from None
         except (OSError, ValueError) as err:
-            self._stack.close()
             raise AudioDecodeError(self.uri, f"unreadable ({err.__class__.__name__}: {err})") from None
         try:
-            self._open(handle, size)
+            self._open(self._handle, size)
+        except AudioDecodeError as err:
+            self._stack.close()
+            raise self._stalled() or err from None
         except BaseException:
             self._stack.close()
             raise
         return self
+
+    def _stalled(self) -> AudioDecodeError | None:
+        """The error to report when a read of this input stalled (whatever the decoder made of the missing data)."""
+        reason = self._handle.raw.stalled
+        return AudioDecodeError(self.uri, reason) if reason else None
 
     def __exit__(self, *_exc) -> None:
         self._stack.close()
@@ -169,9 +179,12 @@ class AudioReader:
         try:
             block = self.sound.read(self.block_frames, dtype="float32", always_2d=True)
         except sf.LibsndfileError as err:
-            raise AudioDecodeError(self.uri, f"not decodable audio ({err.error_string})") from None
+            raise self._stalled() or AudioDecodeError(self.uri, f"not decodable audio ({err.error_string})") from None
         except (RuntimeError, ValueError, EOFError) as err:
-            raise AudioDecodeError(self.uri, f"not decodable audio ({err})") from None
+            raise self._stalled() or AudioDecodeError(self.uri, f"not decodable audio ({err})") from None
+        stalled = self._stalled()
+        if stalled:
+            raise stalled
         if not np.isfinite(block).all():
             raise AudioDecodeError(self.uri, "samples contain NaN or infinity")
         return block

@@ -3,8 +3,8 @@
 A bundle is a folder, local or ``s3://``::
 
     bundle.json    the manifest, written last: model kind, labels, feature spec and version, normalisation,
-                   held-out split groups, data summary, metrics, provenance, and ``files``: the sha256 and size
-                   of every other file of the bundle
+                   held-out split groups, data summary, metrics, provenance, ``files``: the sha256 and size
+                   of every other file of the bundle, and ``model_version`` (see :func:`model_version`)
     model.keras    the model ("cnn" kind): a Keras v3 zip of config.json, model.weights.h5 and metadata.json
     MODEL_CARD.md  a short human-readable card
     figures/       PNGs
@@ -18,13 +18,20 @@ Bundles are untrusted input (they come from ``s3://`` and are shipped to every s
 must be a zip with exactly the expected members, and every class its config names must be on an allow-list
 of the built-in layers the project uses and its two registered layers, all checked before Keras sees the
 file (:mod:`ser_core.model_files`). A legacy HDF5 file, a ``Lambda`` layer or any other class is refused. What
-each ``model_kind`` loads, and its front end, is registered in :mod:`ser_core.model_kinds`.
+each ``model_kind`` loads, and its front end, is registered in :mod:`ser_core.model_kinds`. ``bundle.json`` is read
+bounded (at most :data:`MAX_MANIFEST_BYTES`, nested at most :data:`MAX_MANIFEST_DEPTH` deep) and only from a regular
+file.
+
+The model version written into every report row is computed at load from everything that changes results: the
+whole of ``bundle.json`` (labels, normalisation, feature and segmentation settings, encoder hash, the hashes of the
+other files) and the model file itself. An edited bundle is another model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +45,7 @@ from ser_core.frontends import EncoderFrontend, FeatureFrontend
 from ser_core.segmentation import Segmentation
 from ser_core.labels import EMOTIONS
 from ser_core.manifest import Utterance
-from ser_core.model_files import MODEL_FILE
+from ser_core.model_files import MAX_JSON_MEMBER, MODEL_FILE
 from ser_core.model_kinds import ModelKind, get_kind
 from ser_core.splits import HeldOutGroups, ModelSplits, SplitConfig
 
@@ -49,6 +56,10 @@ BUNDLED_MODELS: dict[str, Path] = {"cnn": BUNDLED_MODEL_DIR, "whisper-head": Pat
 """The bundles shipped in the package, by the name ``--model`` takes (a name wins over a folder of that name)."""
 DEFAULT_MODEL = "whisper-head"
 DEFAULT_KIND = "cnn"
+
+MAX_MANIFEST_BYTES = 4 * 2**20
+MAX_MANIFEST_DEPTH = 32
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 @dataclass
@@ -63,15 +74,12 @@ class ModelBundle:
     model: object
     info: dict = field(default_factory=dict)
     frontend: FeatureFrontend | EncoderFrontend | None = None
+    version: str = ""
+    """The model version written into every report row (see :func:`model_version`)."""
 
     def __post_init__(self) -> None:
         if self.frontend is None:
             self.frontend = FeatureFrontend(self.spec)
-
-    @property
-    def version(self) -> str:
-        """The model version written into every report row."""
-        return self.info["model_version"]
 
     def normalise(self, windows: np.ndarray) -> np.ndarray:
         return ((windows - self.mean) / self.std).astype(np.float32)
@@ -106,9 +114,13 @@ def model_kind(info: dict) -> tuple[str, ModelKind]:
     return name, get_kind(name)
 
 
-def model_version(kind: str, data: bytes) -> str:
-    """``ser-<kind>-`` plus a hash of the model file: identical weights, identical version."""
-    return f"ser-{kind}-{hashlib.sha256(data).hexdigest()[:12]}"
+def model_version(info: dict, model: bytes) -> str:
+    """``ser-<kind>-`` plus a hash of the whole manifest ``info`` (canonical JSON, its own ``model_version`` left out)
+    and of the model file: the same bundle, the same version; any edit that can change an answer, another."""
+    manifest = {key: value for key, value in info.items() if key != "model_version"}
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    digest = hashlib.sha256(hashlib.sha256(canonical).digest() + hashlib.sha256(model).digest()).hexdigest()
+    return f"ser-{info.get('model_kind', DEFAULT_KIND)}-{digest[:12]}"
 
 
 # ------------------------------------------------------------------------------------------- publishing
@@ -126,7 +138,6 @@ def stage_bundle(model, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray, fo
     payload = {
         **(info or {}),
         "model_kind": kind,
-        "model_version": model_version(kind, (folder / MODEL_FILE).read_bytes()),
         "labels": list(EMOTIONS),
         **(manifest or {}),
         "feature_version": spec.version,
@@ -152,10 +163,12 @@ def file_hashes(folder: str | Path) -> dict[str, dict]:
 def publish_bundle(local: str | Path, out: str) -> dict:
     """Publish the staged bundle ``local`` to ``out`` (a folder or ``s3://`` prefix); returns its manifest.
 
-    Every file is written atomically; ``bundle.json``, carrying every other file's hash, goes last.
+    Every file is written atomically; ``bundle.json``, carrying every other file's hash and the model version (for
+    readers: loading computes it again), goes last.
     """
     info = json.loads(Path(local, BUNDLE_FILE).read_text())
     info["files"] = file_hashes(local)
+    info["model_version"] = model_version(info, Path(local, model_kind(info)[1].files[0]).read_bytes())
     for name in info["files"]:
         storage.write_bytes_atomic(storage.join(out, *name.split("/")), Path(local, name).read_bytes())
     storage.write_bytes_atomic(storage.join(out, BUNDLE_FILE), json.dumps(info, indent=2).encode())
@@ -181,19 +194,34 @@ def _folder(uri: str | Path | None) -> str:
     return str(BUNDLED_MODELS.get(name, name))
 
 
-def read_bundle_info(uri: str | Path | None = None) -> dict:
-    """The parsed ``bundle.json`` of a bundle (local or ``s3://``; default: the bundled model)."""
-    folder = _folder(uri)
-    path = storage.join(folder, BUNDLE_FILE)
-    if not storage.exists(path):
-        raise BundleError(f"{folder}: no {BUNDLE_FILE}; not a model bundle")
+def parse_manifest(data: bytes) -> dict:
+    """The content of a ``bundle.json``; :class:`BundleError` when it is larger than :data:`MAX_MANIFEST_BYTES`,
+    nested deeper than :data:`MAX_MANIFEST_DEPTH` (checked before parsing), not JSON, or not an object."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{BUNDLE_FILE} is larger than {MAX_MANIFEST_BYTES // 2**20} MB")
+    structure = np.frombuffer(_JSON_STRING.sub(b'""', data), np.uint8)
+    opened = np.isin(structure, np.frombuffer(b"[{", np.uint8)).astype(np.int64)
+    depth = np.cumsum(opened - np.isin(structure, np.frombuffer(b"]}", np.uint8))).max(initial=0)
+    if depth > MAX_MANIFEST_DEPTH:
+        raise BundleError(f"{BUNDLE_FILE} is nested {depth} levels deep, more than the {MAX_MANIFEST_DEPTH} allowed")
     try:
-        info = json.loads(storage.read_bytes(path))
+        info = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{folder}: {BUNDLE_FILE} is not JSON: {err}") from None
+        raise BundleError(f"{BUNDLE_FILE} is not JSON: {err}") from None
     if not isinstance(info, dict):
-        raise BundleError(f"{folder}: {BUNDLE_FILE} is not a JSON object")
+        raise BundleError(f"{BUNDLE_FILE} is not a JSON object")
     return info
+
+
+def read_bundle_info(uri: str | Path | None = None) -> dict:
+    """The parsed ``bundle.json`` of a bundle (local or ``s3://``; default: the bundled model), read bounded."""
+    folder = _folder(uri)
+    try:
+        return parse_manifest(storage.read_input(storage.join(folder, BUNDLE_FILE), MAX_MANIFEST_BYTES))
+    except FileNotFoundError:
+        raise BundleError(f"{folder}: no {BUNDLE_FILE}; not a model bundle") from None
+    except (BundleError, OSError) as err:
+        raise BundleError(f"{folder}: {err}") from None
 
 
 def read_bundle_files(uri: str | Path | None = None) -> dict[str, bytes]:
@@ -206,10 +234,13 @@ def read_bundle_files(uri: str | Path | None = None) -> dict[str, bytes]:
     info = read_bundle_info(folder)
     files = {BUNDLE_FILE: json.dumps(info).encode()}
     for name in model_kind(info)[1].files:
-        path = storage.join(folder, name)
-        if not storage.exists(path):
-            raise BundleError(f"{folder}: {BUNDLE_FILE} needs {name}, which is missing")
-        files[name] = storage.read_bytes(path)
+        recorded = (info.get("files") or {}).get(name) or {}
+        try:  # never more than the size the manifest records (plus one byte, to tell a larger file)
+            files[name] = storage.read_input(storage.join(folder, name), int(recorded.get("bytes", MAX_JSON_MEMBER)))
+        except FileNotFoundError:
+            raise BundleError(f"{folder}: {BUNDLE_FILE} needs {name}, which is missing") from None
+        except (OSError, TypeError, ValueError) as err:
+            raise BundleError(f"{folder}: {name}: {err}") from None
     return files
 
 
@@ -247,17 +278,15 @@ def load_bundle_files(files: dict[str, bytes], source: str, expected_spec: Featu
     the stored spec hashes to.
     """
     try:
-        info = json.loads(files[BUNDLE_FILE])
+        info = parse_manifest(files[BUNDLE_FILE])
         kind_name, kind = model_kind(info)
         verify_files(info, files, kind.files)
         spec = _spec(info, expected_spec)
-        if info.get("model_version") != model_version(kind_name, files[kind.files[0]]):
-            raise BundleError(f"model_version {info.get('model_version')!r} is not the hash of {kind.files[0]}")
         model = kind.load(files)
         norm = info["normalisation"]
         return ModelBundle(path=source, labels=tuple(info["labels"]), spec=spec, mean=np.asarray(norm["mean"], np.float32),
                            std=np.asarray(norm["std"], np.float32), model=model, info=info,
-                           frontend=frontend_of(kind_name, info, spec))
+                           frontend=frontend_of(kind_name, info, spec), version=model_version(info, files[kind.files[0]]))
     except BundleError as err:
         raise BundleError(f"{source}: {err}") from None
     except (KeyError, TypeError, ValueError, OSError) as err:

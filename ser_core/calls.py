@@ -13,6 +13,7 @@ import numpy as np
 
 from ser_core import call_metrics
 from ser_core.audio import MAX_SECONDS
+from ser_core.storage import READ_TIMEOUT_S
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS, VALENCE_AROUSAL
 from ser_core.schema import SPEAKER_ROLES
 from ser_core.segmentation import NonFiniteError
@@ -29,6 +30,7 @@ class ScoringConfig:
     escalation_min_segments: int = 6
     escalation_rise: float = 0.3
     max_seconds: float = MAX_SECONDS
+    read_timeout_s: float = READ_TIMEOUT_S
 
 
 def label_columns(labels: Sequence[str]) -> np.ndarray:

@@ -32,12 +32,13 @@ class MetadataError(SerError, ValueError):
 
 
 def folder_queue(path: str) -> str:
-    """The queue named by the folder holding a recording: its last folder, ``(none)`` for a day folder or none.
+    """The queue named by the folder holding a recording: its last folder, ``(none)`` for a day folder or none. Only
+    ``/`` separates folders: a backslash is part of a name.
 
     >>> folder_queue("/a/2026-11-23/billing/c-1.wav"), folder_queue("/a/2026-11-23/c-1.wav"), folder_queue("c.wav")
     ('billing', '(none)', '(none)')
     """
-    folder = posixpath.basename(posixpath.dirname(path.replace("\\", "/")))
+    folder = posixpath.basename(posixpath.dirname(path))
     return NO_QUEUE if not folder or DAY_FOLDER.fullmatch(folder) else folder
 
 

@@ -35,11 +35,14 @@ def cnn_card(info: dict) -> str:
         for corpus, r in reports.items():
             lines.append(f"| {split} | {channel or 'clip'} | {corpus} | {r['n']} | {r['accuracy']:.3f} | {r['uar']:.3f} | {r['macro_f1']:.3f} |")
     lines += ["", "Figures: `figures/learning_curves.png` and `figures/confusion_<split>[_call].png`."]
-    if info.get("experiments"):
-        lines += ["", "## Model selection (validation split only)", "", info["experiments"]["summary"], "",
+    notes = info.get("experiments") or {}
+    if notes.get("runs"):
+        lines += ["", "## Model selection (validation split only)", "", notes["summary"], "",
                   "| run | change | best validation UAR (RAVDESS / TESS) | epochs |", "|---|---|---|---|"]
-        lines += [f"| {e['name']} | {e['change']} | {e['result']} | {e['epochs']} |" for e in info["experiments"]["runs"]]
-        lines += ["", "Commands:", "", "```", *info["experiments"]["commands"], "```"]
+        lines += [f"| {e['name']} | {e['change']} | {e['result']} | {e['epochs']} |" for e in notes["runs"]]
+        lines += ["", "Commands:", "", "```", *notes["commands"], "```"]
+    if notes.get("changes"):
+        lines += ["", "## What changed from the previous model", "", *notes["changes"]]
     features = info["features"]
     lines += ["", "## Training data (utterances, original copies)", "",
               f"Features from {', '.join(name for name, _ in features['corpora'])}: every utterance as a clip and through the call "

@@ -1,7 +1,8 @@
 """PNG figures for evaluation reports and the README: class distribution, log-mel examples, learning curves, confusion.
 
 Every function writes one small PNG (matplotlib's Agg backend, no display needed) and returns its path.
-Titles always name the split the figure comes from.
+Titles always name the split the figure comes from. Text is drawn as given (:func:`literal_text`): names from the
+data (corpora, labels) are never parsed as math.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from ser_core.features import FeatureSpec  # noqa: E402
 from ser_core.labels import EMOTIONS  # noqa: E402
 
 DPI = 90
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def literal_text():
+    """Matplotlib settings (a context manager or decorator) under which every text is drawn as given: ``$x^$`` is
+    not mathtext, nothing goes through LaTeX."""
+    return matplotlib.rc_context(LITERAL_TEXT)
 
 
 def _save(fig, path: str | Path, dpi: int = DPI) -> Path:
@@ -31,6 +39,7 @@ def _save(fig, path: str | Path, dpi: int = DPI) -> Path:
     return path
 
 
+@literal_text()
 def class_distribution(utterances: pd.DataFrame, path: str | Path, title: str) -> Path:
     """Bar chart of utterances per emotion, one group of bars per corpus (``utterances`` has ``corpus``, ``emotion``)."""
     counts = utterances.groupby(["emotion", "corpus"]).size().unstack(fill_value=0)
@@ -44,6 +53,7 @@ def class_distribution(utterances: pd.DataFrame, path: str | Path, title: str) -
     return _save(fig, path)
 
 
+@literal_text()
 def logmel_examples(examples: dict[str, np.ndarray], spec: FeatureSpec, path: str | Path, title: str) -> Path:
     """One log-mel panel per emotion; each value is a ``(frames, n_features)`` window whose first ``n_mels`` columns are log-mel."""
     labels = [e for e in EMOTIONS if e in examples]
@@ -59,6 +69,7 @@ def logmel_examples(examples: dict[str, np.ndarray], spec: FeatureSpec, path: st
     return _save(fig, path, dpi=72)  # dense image panels: a lower resolution keeps the PNG small
 
 
+@literal_text()
 def learning_curves(history: Sequence[dict], path: str | Path, best_epoch: int | None = None) -> Path:
     """Training loss and per-corpus validation UAR by epoch (from a bundle's ``training.history``)."""
     frame = pd.DataFrame(list(history))
@@ -77,6 +88,7 @@ def learning_curves(history: Sequence[dict], path: str | Path, best_epoch: int |
     return _save(fig, path)
 
 
+@literal_text()
 def confusion(report: dict, path: str | Path, title: str) -> Path:
     """Row-normalised confusion matrix (recall per true class) with counts, from a :func:`classification_report`."""
     matrix = np.asarray(report["confusion"], float)

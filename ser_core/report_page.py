@@ -2,7 +2,9 @@
 
 Charts are drawn with matplotlib and embedded as PNG data URIs; the style sheet and the few lines of script that
 sort a table by a clicked column are inline; the page references no URL at all. Every table comes with the SQL that
-reproduces it over the ``calls``, ``segments`` and ``turns`` views.
+reproduces it over the ``calls``, ``segments`` and ``turns`` views. Names from the data are shown literally
+everywhere: escaped for HTML, control characters escaped, and in charts (built and drawn under
+:func:`~ser_core.plots.literal_text`) never parsed as math (``$x^$``) nor dropped from a legend (``_q``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ser_core.reports import Report, summary_line
+from ser_core.reports import Report, shown_frame, summary_line
 from ser_core.labels import EMOTIONS
+from ser_core.plots import literal_text
+from ser_core.text import shown
 
 DPI = 96
 ROLE_COLOURS = {"customer": "#c0392b", "agent": "#2471a3", "mono": "#7d3c98"}
@@ -53,6 +57,7 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
+@literal_text()
 def figure_uri(fig: Figure) -> str:
     """``fig`` as a PNG ``data:`` URI (no metadata, so nothing in it names a web address)."""
     buffer = io.BytesIO()
@@ -65,21 +70,25 @@ def chart(fig: Figure, alt: str) -> str:
     return f'<img class="chart" alt="{html.escape(alt)}" src="{figure_uri(fig)}">'
 
 
+@literal_text()
 def calls_chart(queues: pd.DataFrame) -> Figure:
     """Calls per date, stacked by queue."""
     fig = Figure(figsize=(9, 3.2))
     ax = fig.subplots()
     table = queues.pivot_table(index="date", columns="queue", values="calls", aggfunc="sum", fill_value=0)
     bottom = np.zeros(len(table))
+    bars = []
     for queue in table.columns:
-        ax.bar(table.index, table[queue], bottom=bottom, label=queue)
+        bars.append(ax.bar(table.index, table[queue], bottom=bottom))
         bottom += table[queue].to_numpy()
     ax.set_ylabel("calls")
     ax.set_title("Calls per date and queue")
-    ax.legend(fontsize=8, ncols=min(len(table.columns), 6), loc="upper left")
+    # labels passed with their handles: a queue named "_q" is listed too (a label of its own would hide it)
+    ax.legend(bars, [shown(queue) for queue in table.columns], fontsize=8, ncols=min(len(table.columns), 6), loc="upper left")
     return fig
 
 
+@literal_text()
 def emotion_mix_chart(mix: pd.DataFrame) -> Figure:
     """Per speaker role, the share of each emotion in that day's scored windows, one stacked bar per date."""
     roles = list(dict.fromkeys(mix["speaker_role"]))
@@ -92,29 +101,34 @@ def emotion_mix_chart(mix: pd.DataFrame) -> Figure:
             ax.bar(table.index, table[emotion], bottom=bottom, color=EMOTION_COLOURS[emotion])
             bottom += table[emotion].to_numpy(dtype=float)
         ax.set_ylim(0, 100)
-        ax.set_ylabel(f"{role} %")
+        ax.set_ylabel(f"{shown(role)} %")
     axes[0].set_title("Emotion mix per speaker role over time")
     handles = [Patch(color=EMOTION_COLOURS[e], label=e) for e in EMOTIONS]
     fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
 
 
+@literal_text()
 def timeline_chart(windows: pd.DataFrame) -> Figure:
     """Valence and arousal of each window over one call, customer and agent."""
     fig = Figure(figsize=(9, 2.4))
     axes = fig.subplots(1, 2, sharex=True)
+    lines, roles = [], []
     for role, rows in windows.groupby("speaker_role"):
         for ax, measure in zip(axes, ("valence", "arousal")):
-            ax.plot(rows["start_s"], rows[measure], marker=".", color=ROLE_COLOURS.get(str(role)), label=str(role))
+            line, = ax.plot(rows["start_s"], rows[measure], marker=".", color=ROLE_COLOURS.get(str(role)))
+        lines.append(line)
+        roles.append(shown(role))
     for ax, measure in zip(axes, ("valence", "arousal")):
         ax.set_ylim(-1.05, 1.05)
         ax.axhline(0, color="#bbb", linewidth=0.8)
         ax.set_title(measure, fontsize=9)
         ax.set_xlabel("seconds into the call")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(lines, roles, fontsize=8)
     return fig
 
 
+@literal_text()
 def trend_chart(trend: pd.DataFrame) -> Figure:
     """Per day: calls (bars), the customer's negative share and the non-talk share (lines), interruptions per hour."""
     fig = Figure(figsize=(9, 3.2))
@@ -133,11 +147,12 @@ def trend_chart(trend: pd.DataFrame) -> Figure:
     return fig
 
 
+@literal_text()
 def errors_chart(errors: pd.DataFrame) -> Figure:
     """Failed calls per reason, largest first."""
     fig = Figure(figsize=(9, 0.5 + 0.35 * len(errors)))
     ax = fig.subplots()
-    reasons = [reason if len(reason) <= 70 else reason[:67] + "..." for reason in errors["error"]]
+    reasons = [reason if len(reason) <= 70 else reason[:67] + "..." for reason in map(shown, errors["error"])]
     ax.barh(reasons[::-1], errors["calls"][::-1], color="#c0392b")
     ax.set_xlabel("calls")
     return fig
@@ -147,8 +162,8 @@ def table_html(frame: pd.DataFrame, sortable: bool = False) -> str:
     """An escaped HTML table (``sortable``: by a click on a column's header), or a note that there are no rows."""
     if not len(frame):
         return '<p class="none">none</p>'
-    return frame.to_html(index=False, na_rep="-", border=0, escape=True, float_format=lambda v: f"{v:g}",
-                         classes="sortable" if sortable else None)
+    return shown_frame(frame).to_html(index=False, na_rep="-", border=0, escape=True, float_format=lambda v: f"{v:g}",
+                                      classes="sortable" if sortable else None)
 
 
 def sql_html(*statements: str) -> str:
@@ -170,8 +185,8 @@ def render_page(report: Report) -> str:
     tables = report.tables
     timelines = tables["timelines"]
     escalated = [
-        f"<h3>{html.escape(call_id)}</h3>"
-        + chart(timeline_chart(timelines[timelines["call_id"] == call_id]), f"valence and arousal over {call_id}")
+        f"<h3>{html.escape(shown(call_id))}</h3>"
+        + chart(timeline_chart(timelines[timelines["call_id"] == call_id]), f"valence and arousal over {shown(call_id)}")
         for call_id in tables["escalated"]["call_id"] if (timelines["call_id"] == call_id).any()
     ]
     views = sql_html(*(sql for key, sql in report.sql.items() if key.startswith("view ")))

@@ -12,6 +12,7 @@ is stored by ``ser score``: the ``--metadata`` queue, else the folder holding th
 
 from __future__ import annotations
 
+import glob
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ser_core import storage
 from ser_core.errors import Refused, SerError
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_core.report_store import committed_files
+from ser_core.text import shown
 
 DEFAULT_DAYS = 7
 SNAPSHOT_TRIES = 20
@@ -121,8 +123,16 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def parquet_pattern(reports: str, table: str, date: str | None = None) -> str:
+    """The glob of ``table``'s Parquet files under ``reports``, one date or all; ``reports`` and ``date`` are taken
+    literally (their ``*``, ``?`` and ``[`` escaped as ``[*]``, ``[?]``, ``[[]``, which DuckDB and fsspec both
+    read), only the partition and file names are patterns."""
+    partition = f"date={glob.escape(date)}" if date else "date=*"
+    return storage.join(glob.escape(reports), table, partition, "*.parquet")
+
+
 def _source(reports: str, table: str) -> str:
-    return sql_literal(storage.join(reports, table, "date=*", "*.parquet"))
+    return sql_literal(parquet_pattern(reports, table))
 
 
 def _window(since: str, until: str) -> str:
@@ -146,7 +156,7 @@ def report_window(reports: str, files: dict[str, dict[str, str]], date: str | No
     """The dates ``since``..``until`` to report on (see :func:`connect`) and the tables that have committed parts."""
     dates = sorted({_date(part) for part in files["calls"]}, reverse=True)
     if (date not in dates) if date else not dates:
-        raise FileNotFoundError(f"no calls reports matching {storage.join(reports, 'calls', f'date={date}' if date else 'date=*', '*.parquet')}")
+        raise FileNotFoundError(f"no calls reports in {storage.join(reports, 'calls')}{f' for date {date}' if date else ''}")
     if not files["segments"]:
         raise FileNotFoundError(f"no segments reports under {reports}")
     tables = tuple(t for t in TABLES if files[t])
@@ -167,7 +177,7 @@ def _read_snapshot(con: duckdb.DuckDBPyConnection, reports: str, files: dict[str
     """Temporary tables ``_latest`` (the part of each input's latest calls row, over every date) and ``_<table>`` (the
     rows of ``since``..``until`` of the parts in ``files``, with their part)."""
     def sources(table: str, names: list[str]) -> str:
-        return "[" + ", ".join(sql_literal(storage.join(reports, table, name)) for name in names) + "]"
+        return "[" + ", ".join(sql_literal(glob.escape(storage.join(reports, table, name))) for name in names) + "]"
 
     con.execute(f"CREATE TEMP TABLE _latest AS SELECT {PART}, call_id FROM read_parquet({sources('calls', sorted(files['calls']))}, "
                 "filename = true, union_by_name = true) "
@@ -297,8 +307,13 @@ def report_json(report: Report) -> dict:
     }
 
 
+def shown_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell :func:`~ser_core.text.shown` (control characters escaped)."""
+    return frame.map(lambda value: shown(value) if isinstance(value, str) else value)
+
+
 def summary_line(report: Report) -> str:
     """``REPORTS (SINCE..UNTIL): N calls, N scored, N failed``: the report in one line."""
     totals = report.totals()
     days = report.since if report.since == report.until else f"{report.since}..{report.until}"
-    return f"{report.reports} ({days}): {totals['calls']} calls, {totals['scored']} scored, {totals['failed']} failed"
+    return shown(f"{report.reports} ({days}): {totals['calls']} calls, {totals['scored']} scored, {totals['failed']} failed")

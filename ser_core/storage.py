@@ -11,14 +11,18 @@ import hashlib
 import io
 import os
 import posixpath
+import stat
+import threading
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
+
+from ser_core.errors import SerError
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -95,6 +99,115 @@ def read_bytes(uri: str) -> bytes:
         return handle.read()
 
 
+READ_TIMEOUT_S = 60.0
+"""How long one read of an input may stall before that input is given up (see :class:`BoundedReader`)."""
+READ_CHUNK = 1 << 20
+
+_KINDS = ((stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+          (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "directory"))
+
+
+class NotRegularFile(SerError, OSError):
+    """An input that is not a regular file (a FIFO, socket, device, folder): reading it could block forever."""
+
+
+def _file_kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "special file")
+
+
+class BoundedReader(io.RawIOBase):
+    """A read-only file whose every read runs in a helper thread and gives up after ``timeout_s``.
+
+    A read that stalls (a stuck network mount, a server that stops answering) ends the input instead of the job:
+    it returns end-of-file from then on and :attr:`stalled` says why. Data is read in chunks of at least
+    :data:`READ_CHUNK` into the helper's own buffer, so a read that finishes late writes nowhere.
+    """
+
+    def __init__(self, handle: BinaryIO, timeout_s: float = READ_TIMEOUT_S):
+        super().__init__()
+        self._handle, self.timeout_s = handle, timeout_s
+        self.stalled: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def close(self) -> None:
+        if self.stalled is None:  # a stalled handle stays with its stuck helper thread
+            self._handle.close()
+        super().close()
+
+    def readinto(self, buffer) -> int:
+        if self.stalled is not None:
+            return 0
+        result: list = []
+        helper = threading.Thread(target=lambda: result.append(_read_or_error(self._handle, len(buffer))), daemon=True,
+                                  name="ser-read")
+        helper.start()
+        helper.join(self.timeout_s)
+        if not result:
+            self.stalled = f"a read stalled for more than {self.timeout_s:g} s"
+            return 0
+        data = result[0]
+        if isinstance(data, BaseException):
+            raise data
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_or_error(handle: BinaryIO, size: int) -> bytes | BaseException:
+    try:
+        return handle.read(size)
+    except Exception as err:  # handed to the reading thread, which raises it
+        return err
+
+
+def open_input(uri: str, timeout_s: float = READ_TIMEOUT_S) -> tuple[io.BufferedReader, int]:
+    """Open an input for reading: ``(handle, size in bytes)``; ``handle.raw`` is its :class:`BoundedReader`.
+
+    Only regular files are inputs: anything else local (FIFO, socket, device, folder) raises
+    :class:`NotRegularFile` without being opened; the open itself does not block (``O_NONBLOCK``), and what is
+    opened is checked again. Every read is bounded by ``timeout_s``.
+    """
+    fs, path = filesystem(uri)
+    if is_remote(uri):
+        handle, size = fs.open(path, "rb"), fs.size(path)
+    else:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"not a regular file: {_file_kind(mode)}")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):  # replaced between the two looks
+                raise NotRegularFile(f"not a regular file: {_file_kind(info.st_mode)}")
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        handle, size = os.fdopen(fd, "rb", buffering=0), info.st_size
+    return io.BufferedReader(BoundedReader(handle, timeout_s), READ_CHUNK), size
+
+
+def read_input(uri: str, limit: int, timeout_s: float = READ_TIMEOUT_S) -> bytes:
+    """At most ``limit + 1`` bytes of the input ``uri`` (so that a caller sees when it is larger), through
+    :func:`open_input`; a read that stalls raises :class:`TimeoutError`."""
+    handle, _ = open_input(uri, timeout_s)
+    with handle:
+        data = handle.read(limit + 1)
+        if handle.raw.stalled:
+            raise TimeoutError(f"{uri}: {handle.raw.stalled}")
+    return data
+
+
 def exists(uri: str) -> bool:
     """Whether ``uri`` exists."""
     fs, path = filesystem(uri)
@@ -111,8 +224,8 @@ def makedirs(uri: str) -> None:
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Write ``data`` to ``uri`` so that readers see either nothing or the whole file.
 
-    Locally the bytes go to a temporary sibling that is renamed into place; on object stores a single
-    PUT is already all-or-nothing.
+    Locally the bytes go to a temporary sibling that is renamed into place (and removed if writing fails, the
+    error then naming ``uri``'s path); on object stores a single PUT is already all-or-nothing.
     """
     fs, path = filesystem(uri)
     if is_remote(uri):
@@ -120,11 +233,16 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         return
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk, say: leave nothing behind, and say which file could not be written
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise type(err)(err.errno, err.strerror, path) from None
 
 
 def write_parquet_atomic(table: pa.Table, uri: str) -> None:

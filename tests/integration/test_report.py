@@ -132,6 +132,26 @@ def test_a_reports_path_with_quotes_is_quoted_not_pasted_into_sql(tmp_path):
     check(build_report(out))
 
 
+def test_reports_is_a_path_not_a_pattern(tmp_path):
+    bracket = str(tmp_path / "br[a]ck")  # as a glob, [a] would match only "brack"
+    write_reports(bracket)
+    check(build_report(bracket))
+    starred = str(tmp_path / "night*?")
+    write_reports(starred)
+    check(build_report(starred))
+    for name in ("out_1", "out_2"):
+        write_reports(str(tmp_path / name))
+    merged = CliRunner().invoke(main, ["report", "--reports", str(tmp_path / "out_*")])
+    assert merged.exit_code == 1 and f"no calls reports in {tmp_path}/out_*/calls" in merged.output  # not two stores in one
+
+
+def test_a_negative_top_is_a_usage_error(tmp_path):
+    out = str(tmp_path / "reports")
+    write_reports(out)
+    result = CliRunner().invoke(main, ["report", "--reports", out, "--top=-1"])
+    assert result.exit_code == 2 and "Invalid value for '--top'" in result.output
+
+
 def test_report_json_gives_the_same_figures_and_their_sql(tmp_path):
     out = str(tmp_path / "reports")
     write_reports(out)

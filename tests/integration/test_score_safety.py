@@ -73,6 +73,15 @@ def test_an_id_that_names_another_file_is_refused_before_any_work(three_days, bu
     assert score(elsewhere, out, bundle, id_root=str(tmp_path)).ok == 2  # ids relative to another root: copy/...
 
 
+def test_an_archive_that_is_one_file_gives_it_the_id_of_its_stem(tmp_path):
+    from jobs.score import CallInput, list_calls
+
+    alone = write_speech(tmp_path / "q" / "c-7.wav", seconds=1.0, sample_rate=8000)
+    assert list_calls(str(alone)) == [CallInput("c-7", str(alone))]
+    in_a_day = write_speech(tmp_path / DATE / "c-8.wav", seconds=1.0, sample_rate=8000)
+    assert list_calls(str(in_a_day)) == list_calls(str(tmp_path / DATE)) == [CallInput(f"{DATE}/c-8", str(in_a_day))]
+
+
 def test_a_changed_agent_channel_rescores_the_call(bundle, tmp_path, local_ray):
     archive, out = tmp_path / DATE, tmp_path / "reports"
     write_audio(archive / "q" / "c-1.wav", turn_taking_call(8000), 8000)
@@ -85,6 +94,19 @@ def test_a_changed_agent_channel_rescores_the_call(bundle, tmp_path, local_ray):
     (call,) = rows(connect(str(out)), "SELECT agent_channel, agent_speech_s, customer_speech_s FROM calls")
     assert call["agent_channel"] == 1  # channel 1 (the second speaker, 7-13 s) is now the agent
     assert (call["agent_speech_s"], call["customer_speech_s"]) == pytest.approx((6.0, 5.5), abs=0.5)
+
+
+def test_an_edited_bundle_is_another_model_and_rescores(bundle, tmp_path, local_ray):
+    archive, out = tmp_path / DATE, tmp_path / "reports"
+    write_audio(archive / "q" / "c-1.wav", turn_taking_call(8000), 8000)
+    first = score(archive, out, bundle)
+    swapped = Path(shutil.copytree(bundle, tmp_path / "swapped"))
+    info = json.loads((swapped / "bundle.json").read_text())
+    info["labels"][:2] = info["labels"][1::-1]  # the same weights: every answer changes
+    (swapped / "bundle.json").write_text(json.dumps(info))
+    again = score(archive, out, swapped)
+    assert again.model_version != first.model_version
+    assert (again.ok, again.skipped, again.replaced) == (1, 0, 1)
 
 
 @pytest.fixture(scope="module")

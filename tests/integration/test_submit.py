@@ -183,6 +183,7 @@ def test_submit_right_after_the_head_starts_retries_until_the_job_agent_is_up(he
     impatient = submit("--agent-timeout", "1")
     assert impatient.returncode == 1, impatient.stderr
     assert "job agent was still not available after 1 s" in impatient.stderr and "Traceback" not in impatient.stderr
+    assert "another one may hold the dashboard agent's port (52365 by default)" in impatient.stderr  # the usual cause
     patient = submit()
     assert patient.returncode == 0, patient.stderr
     assert "not ready yet; retrying" in patient.stderr  # the first answers were the 500, and were retried

@@ -142,7 +142,9 @@ def checkpoint_folders(run_dir: Path) -> list[Path]:
 @pytest.mark.slow
 def test_two_workers_write_checkpoints_and_the_bundle_reloads_to_the_same_predictions(tiny_features, tmp_path):
     out = tmp_path / "bundle"
-    info = run_train(tiny_config(tiny_features, out))
+    notes = tmp_path / "notes.json"
+    notes.write_text(json.dumps({"changes": ["- Previous model: validation UAR 0.1."]}))
+    info = run_train(tiny_config(tiny_features, out, notes=str(notes)))
 
     assert [h["epoch"] for h in info["training"]["history"]] == [0, 1]
     assert info["training"]["restored_from_epoch"] is None
@@ -156,7 +158,8 @@ def test_two_workers_write_checkpoints_and_the_bundle_reloads_to_the_same_predic
         assert bundle_info["held_out_groups"][split] == {"ravdess": sorted(set(manifest[manifest["split"] == split]["split_group"]))}
     figures = {"learning_curves.png", *(f"confusion_{key}.png" for key in bundle_info["metrics"])}
     assert set(bundle_info["files"]) == {"model.keras", "MODEL_CARD.md", *(f"figures/{name}" for name in figures)}
-    assert (out / "MODEL_CARD.md").read_text().startswith("# Model card")
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card") and "## What changed from the previous model\n\n- Previous model: validation UAR 0.1." in card
     assert {p.name for p in (out / "figures").glob("*.png")} == figures
 
     spec = FeatureSpec()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,7 @@ import soundfile as sf
 import soxr
 
 from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio, decode, resample
+from ser_core.storage import BoundedReader
 from tests.audio_factory import speech_like, write_corrupt_files, write_speech
 
 
@@ -51,6 +56,46 @@ def test_bad_inputs_raise_one_error_type_with_reason(tmp_path, kind, reason):
 def test_missing_file(tmp_path):
     with pytest.raises(AudioDecodeError, match="unreadable"):
         decode(str(tmp_path / "gone.wav"))
+
+
+def test_only_regular_files_are_inputs_and_nothing_else_is_opened_for_reading(tmp_path):
+    os.mkfifo(tmp_path / "fifo.wav")  # opening it for reading blocks until a writer comes: none will
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "socket.wav"))
+        (tmp_path / "device.wav").symlink_to("/dev/zero")  # endless
+        (tmp_path / "folder.wav").mkdir()
+        reasons: dict[str, str] = {}
+
+        def decode_all() -> None:
+            for name in ("fifo", "socket", "device", "folder"):
+                try:
+                    decode(str(tmp_path / f"{name}.wav"))
+                except AudioDecodeError as err:
+                    reasons[name] = err.reason
+
+        worker = threading.Thread(target=decode_all, daemon=True)
+        worker.start()
+        worker.join(20)
+        stuck = worker.is_alive()
+        if stuck:  # let a reader blocked on the FIFO go before failing
+            os.close(os.open(tmp_path / "fifo.wav", os.O_WRONLY | os.O_NONBLOCK))
+    assert not stuck, f"decoding blocked; got only {reasons}"
+    assert reasons == {"fifo": "not a regular file: fifo", "socket": "not a regular file: socket",
+                       "device": "not a regular file: character device", "folder": "not a regular file: directory"}
+
+
+def test_a_read_that_stalls_gives_up_after_the_timeout():
+    read_end, write_end = os.pipe()  # a pipe whose writer sends a little and then nothing, as a hung mount does
+    os.write(write_end, b"RIFF")
+    with open(read_end, "rb", buffering=0) as handle:
+        reader = BoundedReader(handle, timeout_s=0.5)
+        assert reader.read(100) == b"RIFF" and reader.stalled is None
+        started = time.monotonic()
+        assert reader.read(100) == b""  # end of file for the decoder instead of a wait without end
+        assert 0.4 < time.monotonic() - started < 5
+        assert reader.stalled == "a read stalled for more than 0.5 s"
+        assert reader.read(100) == b""
+        os.close(write_end)  # lets the helper thread's read end
 
 
 def test_decode_from_s3(s3_bucket, tmp_path):

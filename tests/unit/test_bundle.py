@@ -168,7 +168,7 @@ def test_a_bundle_published_to_s3_loads_and_a_swapped_model_is_refused(tmp_path,
     assert read_bundle_info(f"{s3_bucket}/models/m1")["files"] == info["files"]
     assert set(read_bundle_files(f"{s3_bucket}/models/m1")) == {BUNDLE_FILE, MODEL_FILE}
     remote = load_bundle(f"{s3_bucket}/models/m1", expected_spec=SPEC)
-    assert remote.version == load_bundle(local).version
+    assert remote.version == info["model_version"]  # what publishing records is what loading computes
 
     other = tiny_bundle(tmp_path / "other", seed=1)
     s3fs.S3FileSystem().pipe_file(f"{s3_bucket}/models/m1/{MODEL_FILE}", (other / MODEL_FILE).read_bytes())
@@ -216,8 +216,56 @@ def test_the_shipped_whisper_head_is_the_default_and_describes_itself():
     held_out = HeldOutGroups.from_dict(info["held_out_groups"])
     assert held_out.test["ravdess"] == ("ravdess/actor02", "ravdess/actor07", "ravdess/actor17", "ravdess/actor20")
     assert all(groups == () for groups in held_out.validation.values())  # validation speakers were trained on
-    assert set(held_out.test) == {"ravdess", "tess", "emovo", "ased", "turev"}
+    assert set(held_out.test) == {"ravdess", "tess", "emovo", "ased", "turev", "nemo"}
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert set(info["files"]) == on_disk - {BUNDLE_FILE}
     text = (folder / BUNDLE_FILE).read_text() + (folder / "MODEL_CARD.md").read_text()
     assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text
+
+
+def edited(bundle: Path, folder: Path, edit) -> Path:
+    """A copy of ``bundle`` in ``folder`` whose ``bundle.json`` went through ``edit`` (the model file unchanged)."""
+    copy = Path(shutil.copytree(bundle, folder))
+    info = json.loads((copy / BUNDLE_FILE).read_text())
+    edit(info)
+    (copy / BUNDLE_FILE).write_text(json.dumps(info))
+    return copy
+
+
+def test_the_model_version_covers_the_whole_bundle_not_only_the_weights(valid, tmp_path):
+    from ser_core.segmentation import Segmentation
+
+    version = load_bundle(valid).version
+    assert load_bundle(shutil.copytree(valid, tmp_path / "same")).version == version
+    assert json.loads((valid / BUNDLE_FILE).read_text())["model_version"] == version  # recorded when published
+
+    def swap_labels(info):
+        info["labels"][:2] = info["labels"][1::-1]  # every answer changes; the weights do not
+
+    def shift_normalisation(info):
+        info["normalisation"]["mean"][0] += 1.0
+
+    def cut_speech_otherwise(info):
+        info["segmentation"] = {**Segmentation().to_dict(), "min_region_s": 0.5}
+
+    # each copy's bundle.json still says the old model_version: loading does not take its word for it
+    versions = [load_bundle(edited(valid, tmp_path / edit.__name__, edit)).version
+                for edit in (swap_labels, shift_normalisation, cut_speech_otherwise)]
+    assert len({version, *versions}) == 4, versions
+
+
+def test_a_deep_or_huge_bundle_json_is_refused_in_one_line(valid, tmp_path):
+    deep = Path(shutil.copytree(valid, tmp_path / "deep"))
+    (deep / BUNDLE_FILE).write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(BundleError, match="nested 200000 levels deep, more than the 32 allowed"):
+        load_bundle(deep)
+    huge = edited(valid, tmp_path / "huge", lambda info: info.update(padding="x" * 5 * 2**20))
+    with pytest.raises(BundleError, match="larger than 4 MB"):
+        read_bundle_info(huge)
+    strings = edited(valid, tmp_path / "strings", lambda info: info.update(note="[[[[{{{{" * 10))
+    assert read_bundle_info(strings)["note"].startswith("[[[[")  # brackets inside strings are text, not depth
+
+    clip = write_speech(tmp_path / "clip.wav", seconds=1.0)
+    result = CliRunner().invoke(main, ["predict", "--model", str(deep), str(clip)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("Error: model refused: ") and "more than the 32 allowed" in result.output

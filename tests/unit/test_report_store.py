@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -171,3 +173,20 @@ def test_a_writer_that_lost_its_lease_stops(out):
     lease.release()
     assert not storage.parquet_files(storage.join(out, "calls"))
     assert json.loads(storage.read_bytes(lease_uri))["owner"] == "intruder"  # release never touches a lost lease
+
+
+def test_a_lease_write_that_fails_leaves_no_temporary_and_names_the_file(tmp_path):
+    """A real failed write: the process may write files of at most 16 bytes (as a full disk, it fails midway)."""
+    out = tmp_path / "out"
+    script = ("import resource, signal, sys\n"
+              "from ser_core.report_store import Lease\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (16, resource.RLIM_INFINITY))\n"
+              "try:\n"
+              "    Lease(sys.argv[1], owner='run-1').acquire()\n"
+              "except OSError as err:\n"
+              "    sys.exit(f'{type(err).__name__}|{err.filename}|{err.strerror}')\n")
+    failed = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == f"OSError|{out / LEASE_FILE}|File too large"
+    assert sorted(p.name for p in out.iterdir()) == [LEASE_FILE + ".lock"]  # no *.tmp-* left behind
