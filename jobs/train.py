@@ -546,7 +546,7 @@ def run_train(config: TrainJobConfig) -> dict:
         "model_config": dataclasses.asdict(config.model),
         "train_config": dataclasses.asdict(config.train),
         "features": {
-            "source": config.features,
+            "source": config.features.rstrip("/").split("/")[-1],  # the folder name: no path of the training machine
             "augment_copies": metadata.get("augment_copies"),
             "augment_policy": metadata.get("augment_policy"),
             "split_config": metadata.get("split_config"),
