@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from jobs.train_head import read_embeddings
+from ser_core.embeddings import read_embeddings
 from ser_core.head import RECIPES, HeadConfig, centre_by_group, fit_head, speaker_groups
 from ser_core.labels import EMOTIONS
 from ser_core.metrics import classification_report, utterance_probabilities

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bench.encoder_sweep import evaluate
-from jobs.train_head import read_embeddings
+from ser_core.embeddings import read_embeddings
 from ser_core.encoder import ENCODER_LAYERS, MAX_CHUNK_S, WHISPER_RATE, EncoderConfig, WhisperEncoder, level_normalised, log_mel
 
 

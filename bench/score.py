@@ -259,9 +259,9 @@ def accuracy(args) -> dict:
 
     from ser_core.corpora import parse_corpus_option
     from jobs.make_archive import ArchiveConfig, make_archive
-    from jobs.predict import predict_file
     from ser_core.labels import EMOTIONS
     from ser_core.metrics import NO_SPEECH, classification_report
+    from ser_core.predict import predict_file
     from ser_core.bundle import load_bundle
 
     work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))

@@ -18,12 +18,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.make_archive import synthetic_speech  # noqa: E402
 from ser_core import call_metrics, call_sim  # noqa: E402
 from ser_core.audio import decode  # noqa: E402
 from ser_core.corpora import scan_corpus  # noqa: E402
 from ser_core.features import FeatureSpec  # noqa: E402
 from ser_core.segmentation import call_speech  # noqa: E402
+from ser_core.synthetic import synthetic_speech  # noqa: E402
 
 SPEC = FeatureSpec()
 FRAME_S = SPEC.hop_length / SPEC.sample_rate

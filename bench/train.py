@@ -55,7 +55,7 @@ def machine(name: str | None = None) -> dict:
 
 def features_summary(features: str) -> dict:
     """What a feature folder holds (from its ``metadata.json`` and window metadata), without naming its path."""
-    from jobs.train import scan_windows
+    from ser_core.training_data import scan_windows
 
     metadata = json.loads(Path(features, "metadata.json").read_text())
     meta = scan_windows(features)

@@ -21,11 +21,10 @@ from pathlib import Path
 import click
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from jobs import options
 from ser_core import storage
-from ser_core.embeddings import EmbeddingSpec
+from ser_core.embeddings import EmbeddingSpec, read_embeddings
 from ser_core.errors import Refused
 from ser_core.examples import CALL_COPY
 from ser_core.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
@@ -34,7 +33,6 @@ from ser_core.metrics import grouped_reports, utterance_probabilities
 from ser_core.splits import HeldOutGroups
 
 FIT_SPLITS = {"train": ("train",), "development": ("train", "validation")}
-META_COLUMNS = ["utterance_id", "corpus", "speaker", "split_group", "split", "emotion", "copy"]
 WEIGHTS_FILE = "head.weights.npz"
 
 
@@ -52,18 +50,6 @@ class TrainHeadJobConfig:
     experiments: str | None = None  # bench/encoder_sweep.py output, recorded in the bundle and its card
     choice_note: str | None = None  # why the recipe differs from the sweep's choice, when it does
     ray_address: str | None = None
-
-
-def read_embeddings(folder: str) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """Pooled windows, their metadata and the job's ``metadata.json`` from the output of ``ser embed``."""
-    metadata = json.loads(storage.read_bytes(storage.join(folder, "metadata.json")))
-    fs, path = storage.filesystem(storage.join(folder, "embeddings"))
-    table = pq.read_table(path, filesystem=fs)
-    versions = set(table.column("embedding_version").unique().to_pylist())
-    if versions != {metadata["embedding_version"]}:
-        raise Refused(f"{folder}: rows of embedding versions {sorted(versions)}, metadata says {metadata['embedding_version']}")
-    x = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
-    return x, table.select(META_COLUMNS).to_pandas(), metadata
 
 
 def train_loop_per_worker(loop_config: dict) -> None:

@@ -17,9 +17,15 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from ser_core import storage
 from ser_core.encoder import ENCODER_LAYERS, FRAME_RATE, WEIGHTS_SHA256, WhisperEncoder
+from ser_core.errors import Refused
+
+META_COLUMNS = ["utterance_id", "corpus", "speaker", "split_group", "split", "emotion", "copy"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,18 @@ def embeddings_schema(dim: int) -> pa.Schema:
         ("augmentation", pa.string()), ("window", pa.int32()), ("start_s", pa.float32()),
         ("embedding", pa.list_(pa.float32(), dim)), ("embedding_version", pa.string()),
     ])
+
+
+def read_embeddings(folder: str) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Pooled windows, their metadata and the job's ``metadata.json`` from the output of ``ser embed``."""
+    metadata = json.loads(storage.read_bytes(storage.join(folder, "metadata.json")))
+    fs, path = storage.filesystem(storage.join(folder, "embeddings"))
+    table = pq.read_table(path, filesystem=fs)
+    versions = set(table.column("embedding_version").unique().to_pylist())
+    if versions != {metadata["embedding_version"]}:
+        raise Refused(f"{folder}: rows of embedding versions {sorted(versions)}, metadata says {metadata['embedding_version']}")
+    x = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+    return x, table.select(META_COLUMNS).to_pandas(), metadata
 
 
 def window_bounds(n_frames: int, spec: EmbeddingSpec) -> list[tuple[int, int]]:

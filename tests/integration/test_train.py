@@ -15,25 +15,23 @@ import pandas as pd
 import pytest
 
 from jobs.extract import ExtractJobConfig, run_extract
-from jobs.train import (
-    BEST_WEIGHTS,
-    TrainJobConfig,
-    cell_weights,
-    cycle_chunks,
-    read_shard,
-    read_split,
-    run_train,
-    shuffled_batches,
-    scan_windows,
-    split_files,
-    worker_files,
-)
+from jobs.train import BEST_WEIGHTS, TrainJobConfig, run_train
 from ser_core.features import FeatureSpec
 from ser_core.featurize import ExtractConfig
 from ser_core.splits import SplitConfig
 from ser_core.bundle import load_bundle
 from ser_core.errors import Refused
 from ser_core.model import ModelConfig, TrainConfig, build_model
+from ser_core.training_data import (
+    cell_weights,
+    cycle_chunks,
+    read_shard,
+    read_split,
+    scan_windows,
+    shuffled_batches,
+    split_files,
+    worker_files,
+)
 from tests.audio_factory import write_speech
 
 RAVDESS_EMOTION_CODES = ("01", "03", "04", "05", "06", "07", "08")  # neutral happy sad angry fear disgust surprise
@@ -113,7 +111,7 @@ def test_the_shuffle_buffer_sends_each_window_out_once_and_out_of_order():
 STREAM_PEAK = """
 import sys, tracemalloc
 import numpy as np
-from jobs.train import cycle_chunks
+from ser_core.training_data import cycle_chunks
 from tests.integration.test_train import stream_inputs
 
 files, spec, norm, weights = stream_inputs(sys.argv[1])

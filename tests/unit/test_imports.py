@@ -128,3 +128,23 @@ def test_no_job_imports_another():
     edges = graph("jobs")
     assert {name: sorted(deps - SHARED_WIRING) for name, deps in edges.items()
             if name not in ("jobs.cli", *SHARED_WIRING) and deps - SHARED_WIRING} == {}
+
+
+def entry_point(name: str) -> bool:
+    """A name ``bench/`` may take from ``jobs``: a ``run_*`` function, a job config, ``make_archive``, a command.
+
+    >>> [entry_point(n) for n in ("run_train", "TrainJobConfig", "make_archive", "cli", "scan_windows")]
+    [True, True, True, True, False]
+    """
+    return name.startswith("run_") or (name[:1].isupper() and name.endswith("Config")) or name in ("make_archive", "cli", "main")
+
+
+def test_bench_takes_only_entry_points_from_jobs():
+    taken = []
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                taken += [f"{path.name}: import {a.name}" for a in node.names if a.name.split(".")[0] == "jobs"]
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "jobs":
+                taken += [f"{path.name}: {node.module}.{a.name}" for a in node.names if not entry_point(a.name)]
+    assert taken == []
