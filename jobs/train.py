@@ -295,12 +295,28 @@ def evaluate_splits(model, meta: pd.DataFrame, spec: FeatureSpec, mean: np.ndarr
     return metrics
 
 
+def checked_windows(config: TrainJobConfig, spec: FeatureSpec) -> tuple[pd.DataFrame, list[str], int]:
+    """The windows' metadata, the training shard files and the training window count; refuses a set too small for
+    the batch, the workers or without a validation split."""
+    meta = scan_windows(config.features)  # metadata columns only: the training windows are never loaded here
+    n_train = int((meta["split"] == "train").sum())
+    train_files = split_files(meta, "train")
+    if n_train < config.train.batch_size or not (meta["split"] == "validation").any():
+        raise Refused(f"{config.features}: need at least {config.train.batch_size} training windows and a validation split")
+    if config.train.batch_size % config.workers:
+        raise Refused(f"--batch-size {config.train.batch_size} must be a multiple of --workers {config.workers}")
+    if len(train_files) < config.workers:
+        raise Refused(f"{config.features}: {len(train_files)} shard file(s) of training windows for {config.workers} "
+                      "workers; extract with a smaller --shard-size or train with fewer workers")
+    return meta, train_files, n_train
+
+
 def run_train(config: TrainJobConfig) -> dict:
     """Run distributed training and write the bundle to ``config.out``; returns the bundle's info."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
-    from ser_core.model import _keras, build_model
+    from ser_core.model import build_model
 
     started = time.time()
     notes = json.loads(storage.read_bytes(config.notes)) if config.notes else None
@@ -316,16 +332,7 @@ def run_train(config: TrainJobConfig) -> dict:
             os.environ.setdefault(name, value)  # inherited by the Ray processes started next
     ensure_ray(config.ray_address)
 
-    meta = scan_windows(config.features)  # metadata columns only: the training windows are never loaded here
-    n_train = int((meta["split"] == "train").sum())
-    train_files = split_files(meta, "train")
-    if n_train < config.train.batch_size or not (meta["split"] == "validation").any():
-        raise Refused(f"{config.features}: need at least {config.train.batch_size} training windows and a validation split")
-    if config.train.batch_size % config.workers:
-        raise Refused(f"--batch-size {config.train.batch_size} must be a multiple of --workers {config.workers}")
-    if len(train_files) < config.workers:
-        raise Refused(f"{config.features}: {len(train_files)} shard file(s) of training windows for {config.workers} "
-                      "workers; extract with a smaller --shard-size or train with fewer workers")
+    meta, train_files, n_train = checked_windows(config, spec)
     mean, std = feature_normalisation(train_files, spec, tasks=max(1, config.workers))
 
     run_storage = config.run_storage
@@ -369,7 +376,23 @@ def run_train(config: TrainJobConfig) -> dict:
             best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
     model = build_model(spec, config.model)
     model.set_weights(best_weights)
-    info = {
+    info = bundle_info(config, model, metadata, meta, spec, state, train_seconds)
+    info["metrics"] = evaluate_splits(model, meta, spec, mean, std)
+    if notes:
+        info["experiments"] = notes
+    with tempfile.TemporaryDirectory() as folder:
+        stage_bundle(model, spec, mean, std, folder, info=info, card=CNN.card(info))
+        write_bundle_figures(folder, info)
+        publish_bundle(folder, config.out)
+    return info
+
+
+def bundle_info(config: TrainJobConfig, model, metadata: dict, meta: pd.DataFrame, spec: FeatureSpec, state: dict,
+                train_seconds: float) -> dict:
+    """What ``bundle.json`` records of the training run (metrics and experiments are added by the caller)."""
+    from ser_core.model import _keras
+
+    return {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_revision": git_revision(),
         "parameters": int(model.count_params()),
@@ -397,15 +420,7 @@ def run_train(config: TrainJobConfig) -> dict:
             "restored_from_epoch": state["restored_from_epoch"],
             "wall_seconds": round(train_seconds, 1),
         },
-        "metrics": evaluate_splits(model, meta, spec, mean, std),
     }
-    if notes:
-        info["experiments"] = notes
-    with tempfile.TemporaryDirectory() as folder:
-        stage_bundle(model, spec, mean, std, folder, info=info, card=CNN.card(info))
-        write_bundle_figures(folder, info)
-        publish_bundle(folder, config.out)
-    return info
 
 
 @click.command("train")

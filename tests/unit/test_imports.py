@@ -148,3 +148,15 @@ def test_bench_takes_only_entry_points_from_jobs():
             elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "jobs":
                 taken += [f"{path.name}: {node.module}.{a.name}" for a in node.names if not entry_point(a.name)]
     assert taken == []
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_in_the_library_or_the_jobs_is_over_80_lines():
+    long = []
+    for path in sorted([*(ROOT / "ser_core").rglob("*.py"), *(ROOT / "jobs").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert long == []
