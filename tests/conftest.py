@@ -37,6 +37,15 @@ def local_ray(s3_server):
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def fresh_ray(local_ray):
+    """``local_ray`` restarted for a module that needs every CPU (Ray Train worker groups): an actor an earlier
+    module's failed job left behind (a Ray Data pool) would otherwise hold a CPU and starve the group forever."""
+    local_ray.shutdown()
+    local_ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield local_ray
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -56,7 +56,7 @@ def extract_tiny(corpus: Path, out: Path, splits: SplitConfig = SplitConfig()) -
 
 
 @pytest.fixture(scope="module")
-def tiny_features(tmp_path_factory, local_ray) -> str:
+def tiny_features(tmp_path_factory, fresh_ray) -> str:
     """Features of 8 fake actors (2 train, 1 validation, 1 test per gender), one augmented copy per training file."""
     root = tmp_path_factory.mktemp("tiny")
     return extract_tiny(write_fake_ravdess(root / "ravdess"), root / "features")

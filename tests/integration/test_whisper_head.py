@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory, local_ray) -> Path:
+def embedded(tmp_path_factory, fresh_ray) -> Path:
     root = tmp_path_factory.mktemp("whisper")
     corpus = write_fake_ravdess(root / "ravdess", actors=range(1, 9), seconds=1.0)
     result = CliRunner().invoke(main, ["embed", "--corpus", f"ravdess={corpus}", "--out", str(root / "emb"), "--no-progress"])
