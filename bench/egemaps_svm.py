@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from ser_core.audio import decode
+from ser_core.audio.decoding import decode
 from ser_core.corpora import parse_corpus_option, scan_all
-from ser_core.metrics import classification_report
-from ser_core.splits import assign_splits
+from ser_core.corpora.splits import assign_splits
+from ser_core.training.metrics import classification_report
 
 
 def functionals(uris: list[str], rate: int = 8000) -> np.ndarray:

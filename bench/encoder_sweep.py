@@ -22,11 +22,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from ser_core.embeddings import read_embeddings
-from ser_core.head import RECIPES, HeadConfig, centre_by_group, fit_head, speaker_groups
+from ser_core.frontends.embeddings import read_embeddings
 from ser_core.labels import EMOTIONS
-from ser_core.metrics import classification_report, utterance_probabilities
-
+from ser_core.models.head import RECIPES, HeadConfig, centre_by_group, fit_head, speaker_groups
+from ser_core.training.metrics import classification_report, utterance_probabilities
 
 
 def prepare(x: np.ndarray, meta: pd.DataFrame, config: HeadConfig) -> np.ndarray:

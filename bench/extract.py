@@ -75,8 +75,8 @@ def run_job(files: list[Path], workers: int, workdir: Path) -> float:
     import ray
 
     from jobs.extract import ExtractJobConfig, run_extract
-    from ser_core.featurize import ExtractConfig
-    from ser_core.splits import SplitConfig
+    from ser_core.corpora.splits import SplitConfig
+    from ser_core.frontends.featurize import ExtractConfig
 
     csv = workdir / f"bench-{workers}.csv"
     csv.write_text("path,emotion,speaker\n" + "".join(f"{p},neutral,s{i}\n" for i, p in enumerate(files)))

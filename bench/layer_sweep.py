@@ -27,9 +27,16 @@ import numpy as np
 import pandas as pd
 
 from bench.encoder_sweep import evaluate
-from ser_core.embeddings import read_embeddings
-from ser_core.encoder import ENCODER_LAYERS, MAX_CHUNK_S, WHISPER_RATE, EncoderConfig, WhisperEncoder, level_normalised, log_mel
-
+from ser_core.frontends.embeddings import read_embeddings
+from ser_core.frontends.encoder import (
+    ENCODER_LAYERS,
+    MAX_CHUNK_S,
+    WHISPER_RATE,
+    EncoderConfig,
+    WhisperEncoder,
+    level_normalised,
+    log_mel,
+)
 
 
 def encoder_cost(layers: int, seconds: float = 60.0, repeats: int = 5) -> float:

@@ -128,8 +128,8 @@ def measure(command: list[str]) -> dict:
 
 def build(out: Path, corpora: list[str], calls: int, customer_turns: int, seed: int) -> float:
     """An archive via ``make_archive``; returns its hours of audio."""
-    from ser_core.corpora import parse_corpus_option
     from jobs.make_archive import ArchiveConfig, make_archive
+    from ser_core.corpora import parse_corpus_option
 
     config = ArchiveConfig(out=str(out), corpora=tuple(map(parse_corpus_option, corpora)), calls=calls, customer_turns=customer_turns,
                            split="all", date="2026-11-23", seed=seed)
@@ -257,12 +257,12 @@ def accuracy(args) -> dict:
     import duckdb
     import pandas as pd
 
-    from ser_core.corpora import parse_corpus_option
     from jobs.make_archive import ArchiveConfig, make_archive
+    from ser_core.corpora import parse_corpus_option
     from ser_core.labels import EMOTIONS
-    from ser_core.metrics import NO_SPEECH, classification_report
-    from ser_core.predict import predict_file
-    from ser_core.bundle import load_bundle
+    from ser_core.models.bundle import load_bundle
+    from ser_core.scoring.predict import predict_file
+    from ser_core.training.metrics import NO_SPEECH, classification_report
 
     work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
     made = make_archive(ArchiveConfig(out=str(work / "archive"), corpora=tuple(map(parse_corpus_option, args.corpus)), split=args.split, model=args.model,

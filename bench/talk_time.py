@@ -1,9 +1,9 @@
 """Talk seconds against frame-level truth: ``python bench/talk_time.py [--corpus NAME=DIR ...] [--calls 24]``.
 
-Stereo calls of 9 alternating turns through the call channel of :mod:`ser_core.call_sim` (its defaults: turn levels
+Stereo calls of 9 alternating turns through the call channel of :mod:`ser_core.audio.call_sim` (its defaults: turn levels
 ±15 dB around each party's, noise floors -60 to -40 dBFS, leak, G.711), voices from the corpora given (any
 utterance) or synthetic ones (``ser make-archive``'s). Truth per party is the union of its turns' speech spans
-(telephone band, silences trimmed); the measure is the segmentation's talk regions (:func:`ser_core.vad.detect`),
+(telephone band, silences trimmed); the measure is the segmentation's talk regions (:func:`ser_core.audio.vad.detect`),
 as ``ser score`` writes ``{role}_speech_s`` and ``non_talk_s``. Writes ``bench/results/talk_time.json``.
 """
 
@@ -18,12 +18,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ser_core import call_metrics, call_sim  # noqa: E402
-from ser_core.audio import decode  # noqa: E402
+from ser_core.audio import call_sim  # noqa: E402
+from ser_core.audio.decoding import decode  # noqa: E402
+from ser_core.audio.segmentation import call_speech  # noqa: E402
+from ser_core.audio.synthetic import synthetic_speech  # noqa: E402
 from ser_core.corpora import scan_corpus  # noqa: E402
-from ser_core.features import FeatureSpec  # noqa: E402
-from ser_core.segmentation import call_speech  # noqa: E402
-from ser_core.synthetic import synthetic_speech  # noqa: E402
+from ser_core.frontends.features import FeatureSpec  # noqa: E402
+from ser_core.scoring import call_metrics  # noqa: E402
 
 SPEC = FeatureSpec()
 FRAME_S = SPEC.hop_length / SPEC.sample_rate

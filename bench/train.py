@@ -55,7 +55,7 @@ def machine(name: str | None = None) -> dict:
 
 def features_summary(features: str) -> dict:
     """What a feature folder holds (from its ``metadata.json`` and window metadata), without naming its path."""
-    from ser_core.training_data import scan_windows
+    from ser_core.training.streaming import scan_windows
 
     metadata = json.loads(Path(features, "metadata.json").read_text())
     meta = scan_windows(features)
@@ -157,8 +157,8 @@ def run_classic(features: str, epochs: int) -> dict:
     import pyarrow.parquet as pq
 
     from ser_core.labels import EMOTIONS
-    from ser_core.metrics import grouped_reports
-    from ser_core.model import one_hot
+    from ser_core.models.cnn import one_hot
+    from ser_core.training.metrics import grouped_reports
 
     manifest = pq.read_table(os.path.join(features, "manifest.parquet")).to_pandas()
     items = list(manifest[["utterance_id", "uri", "corpus", "emotion", "split"]].itertuples(index=False, name=None))

@@ -1,10 +1,10 @@
 """Voice activity detection against frame-level truth, per emotion class: ``python bench/vad.py --corpus NAME=DIR ...``.
 
 Builds stereo calls (agent on channel 0, customer on 1) from the **validation** speakers of the corpora given,
-through :mod:`ser_core.call_sim` (every turn at its own level, ±15 dB around its party's; noise floors -60 to
+through :mod:`ser_core.audio.call_sim` (every turn at its own level, ±15 dB around its party's; noise floors -60 to
 -40 dBFS; the other party's leak; G.711 mu-law), written as files in three codings (8 kHz mu-law WAV, 8 kHz PCM
 WAV, 16 kHz FLAC), and runs each through the scoring job's own decoding and segmentation
-(:func:`ser_core.segmentation.prepare_call`). Truth per turn is its utterance's speech span (leading and trailing silence
+(:func:`ser_core.audio.segmentation.prepare_call`). Truth per turn is its utterance's speech span (leading and trailing silence
 trimmed). Per emotion class of the turns: **recall** (truth speech frames inside a detected region) and
 **precision** (detected frames, each attributed to the nearest turn of its channel, that are truth speech), turns
 with at least 0.5 s of speech and no region, and the segmentation's cost in CPU-seconds per audio hour.
@@ -27,12 +27,12 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ser_core import call_sim  # noqa: E402
-from ser_core.audio import AudioReader, SpooledAudio, decode, resample  # noqa: E402
+from ser_core.audio import call_sim  # noqa: E402
+from ser_core.audio.decoding import AudioReader, SpooledAudio, decode, resample  # noqa: E402
+from ser_core.audio.segmentation import Segmentation, prepare_call  # noqa: E402
 from ser_core.corpora import scan_corpus  # noqa: E402
-from ser_core.features import FeatureSpec  # noqa: E402
-from ser_core.segmentation import Segmentation, prepare_call  # noqa: E402
-from ser_core.splits import assign_splits  # noqa: E402
+from ser_core.corpora.splits import assign_splits  # noqa: E402
+from ser_core.frontends.features import FeatureSpec  # noqa: E402
 
 CODINGS = {"mulaw8k": (8000, "WAV", "ULAW"), "pcm8k": (8000, "WAV", "PCM_16"), "flac16k": (16000, "FLAC", "PCM_16")}
 FRAME_S = 0.01

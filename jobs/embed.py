@@ -2,7 +2,7 @@
 
 The same scan, split assignment and sharding as ``ser extract``; each task loads the encoder once and writes
 one Parquet shard (atomically), so a rerun skips finished shards. Every utterance is embedded as scoring will see
-it (:mod:`ser_core.examples`): the clip segmented as a one-turn call (copy 0) and as the customer turn of a
+it (:mod:`ser_core.training.examples`): the clip segmented as a one-turn call (copy 0) and as the customer turn of a
 simulated call (copy 1); ``--augment N`` adds N random copies of training utterances through the call channel.
 
 Output::
@@ -25,19 +25,19 @@ from tqdm import tqdm
 
 from jobs import options
 from ser_core import storage
-from ser_core.audio import AudioDecodeError, decode
-from ser_core.augment import AugmentPolicy
+from ser_core.audio.augment import AugmentPolicy
+from ser_core.audio.decoding import AudioDecodeError, decode
+from ser_core.audio.segmentation import Segmentation
 from ser_core.corpora import scan_all
-from ser_core.embeddings import EmbeddingSpec, embeddings_schema
-from ser_core.examples import example_copies
-from ser_core.features import FeatureSpec
-from ser_core.frontends import EncoderFrontend
-from ser_core.encoder import ENCODER_LAYERS
-from ser_core.manifest import Utterance
-from ser_core.schema import ERRORS
-from ser_core.segmentation import Segmentation
-from ser_core.shards import plan_shards
-from ser_core.splits import SplitConfig, assign_splits
+from ser_core.corpora.manifest import Utterance
+from ser_core.corpora.splits import SplitConfig, assign_splits
+from ser_core.frontends.embeddings import EmbeddingSpec, embeddings_schema
+from ser_core.frontends.encoder import ENCODER_LAYERS
+from ser_core.frontends.features import FeatureSpec
+from ser_core.frontends.windows import EncoderFrontend
+from ser_core.reports.schema import ERRORS
+from ser_core.training.examples import example_copies
+from ser_core.training.shards import plan_shards
 
 
 @dataclass(frozen=True)

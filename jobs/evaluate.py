@@ -23,15 +23,15 @@ import ray
 from jobs import options
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
-from ser_core.audio import AudioDecodeError, decode
-from ser_core.bundle import BundleError, load_bundle, model_splits
+from ser_core.audio.decoding import AudioDecodeError, decode
 from ser_core.corpora import scan_all
-from ser_core.features import FeatureSpec
-from ser_core.frontends import EncoderFrontend, FeatureFrontend
-from ser_core.manifest import Utterance
-from ser_core.metrics import NO_SPEECH, grouped_reports
-from ser_core.splits import ModelSplits
+from ser_core.corpora.manifest import Utterance
+from ser_core.corpora.splits import ModelSplits
+from ser_core.frontends.features import FeatureSpec
+from ser_core.frontends.windows import EncoderFrontend, FeatureFrontend
+from ser_core.models.bundle import BundleError, load_bundle, model_splits
 from ser_core.text import shown
+from ser_core.training.metrics import NO_SPEECH, grouped_reports
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
 
 def write_plots(folder: str, bundle, frame: pd.DataFrame, examples: dict, report: dict) -> list:
     """Class distribution, log-mel examples, learning curves (from the bundle) and confusion matrices as PNGs."""
-    from ser_core import plots
+    from ser_core.training import plots
 
     split = report["split"]
     written = [plots.class_distribution(frame, f"{folder}/class_distribution.png", f"utterances per emotion ({split} split)")]

@@ -3,7 +3,7 @@
 Output folder (local or ``s3://``)::
 
     OUT/manifest.parquet          every usable utterance with its split
-    OUT/features/shard-*.parquet  feature windows (schema: ser_core.schema.features_schema)
+    OUT/features/shard-*.parquet  feature windows (schema: ser_core.reports.schema.features_schema)
     OUT/errors/shard-*.parquet    per-shard decode failures
     OUT/errors.parquet            all rejects: unparsable names, unknown labels, decode failures
     OUT/metadata.json             feature spec and version, counts, timing
@@ -32,14 +32,14 @@ from tqdm import tqdm
 from jobs import options
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
-from ser_core.audio import AudioDecodeError
-from ser_core.augment import AugmentPolicy
+from ser_core.audio.augment import AugmentPolicy
+from ser_core.audio.decoding import AudioDecodeError
 from ser_core.corpora import scan_all
-from ser_core.featurize import ExtractConfig, featurize_utterance, rows_to_table
-from ser_core.manifest import CorpusScan, Utterance, rejected_to_frame, utterances_to_frame
-from ser_core.shards import plan_shards
-from ser_core.schema import ERRORS, MANIFEST, features_schema
-from ser_core.splits import SplitConfig, assign_splits
+from ser_core.corpora.manifest import CorpusScan, Utterance, rejected_to_frame, utterances_to_frame
+from ser_core.corpora.splits import SplitConfig, assign_splits
+from ser_core.frontends.featurize import ExtractConfig, featurize_utterance, rows_to_table
+from ser_core.reports.schema import ERRORS, MANIFEST, features_schema
+from ser_core.training.shards import plan_shards
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``ser make-archive``: a call-centre archive with ground truth, assembled from labelled corpora (or synthetic).
 
 Each call alternates agent and customer turns spoken by two different speakers, separated by pauses, passed
-through the call channel of :mod:`ser_core.call_sim` (each turn at its own level, spread ``--level-spread`` dB
+through the call channel of :mod:`ser_core.audio.call_sim` (each turn at its own level, spread ``--level-spread`` dB
 around its party's; 300-3400 Hz band; the other party's leak; a noise floor drawn from ``--noise-floor``; G.711
 mu-law; 8 kHz). Stereo calls carry the agent on channel 0 and the customer on channel 1; mono calls mix both. Customer turns take the split's utterances in turn (by default the ``test`` split: the held-out test
 groups recorded in the ``--model`` bundle, speakers the model never trained on), so without ``--calls`` every
@@ -33,16 +33,17 @@ import pyarrow as pa
 import soundfile as sf
 
 from jobs import options
-from ser_core import call_sim, storage
-from ser_core.audio import AudioDecodeError, decode
-from ser_core.bundle import BundleError, model_splits, read_bundle_info
+from ser_core import storage
+from ser_core.audio import call_sim
+from ser_core.audio.decoding import AudioDecodeError, decode
+from ser_core.audio.synthetic import synthetic_speech
 from ser_core.corpora import scan_all
+from ser_core.corpora.manifest import Utterance
+from ser_core.corpora.splits import SPLITS
 from ser_core.errors import Refused
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS
-from ser_core.manifest import Utterance
-from ser_core.schema import GROUND_TRUTH
-from ser_core.splits import SPLITS
-from ser_core.synthetic import synthetic_speech
+from ser_core.models.bundle import BundleError, model_splits, read_bundle_info
+from ser_core.reports.schema import GROUND_TRUTH
 from ser_core.text import shown
 
 RATE = 8000
@@ -199,7 +200,7 @@ def customer_groups(pool: list[Voice], size: int) -> list[list[Voice]]:
 
 def truth_rows(call_id: str, order: list[tuple[Voice, str]], turns: list[call_sim.Turn], escalate: bool,
                config: ArchiveConfig) -> list[dict]:
-    """The call's rows of :data:`ser_core.schema.GROUND_TRUTH` (a turn's times are its speech)."""
+    """The call's rows of :data:`ser_core.reports.schema.GROUND_TRUTH` (a turn's times are its speech)."""
     customer_negative = {voice.emotion in NEGATIVE_EMOTIONS for voice, role in order if role == "customer"}
     mood = "escalating" if escalate and len(customer_negative) == 2 else "mixed"
     return [

@@ -1,4 +1,4 @@
-"""``ser predict FILE...``: the emotion of each audio file, and of each window of its speech (:mod:`ser_core.predict`).
+"""``ser predict FILE...``: the emotion of each audio file, and of each window of its speech (:mod:`ser_core.scoring.predict`).
 
 Plain output is one line per file (plus one per window when a file has several); ``--json`` prints one JSON
 object per line and file. Files that cannot be decoded are reported and make the command exit with status 1.
@@ -11,11 +11,11 @@ import sys
 
 import click
 
-from ser_core.audio import AudioDecodeError
-from ser_core.bundle import BundleError, load_bundle
-from ser_core.features import FeatureSpec
-from ser_core.predict import predict_file
-from ser_core.segmentation import NonFiniteError
+from ser_core.audio.decoding import AudioDecodeError
+from ser_core.audio.segmentation import NonFiniteError
+from ser_core.frontends.features import FeatureSpec
+from ser_core.models.bundle import BundleError, load_bundle
+from ser_core.scoring.predict import predict_file
 from ser_core.text import shown
 
 

@@ -1,4 +1,4 @@
-"""``ser report``: the command over :mod:`ser_core.reports` (the queries) and :mod:`ser_core.report_page` (``--html``)."""
+"""``ser report``: the command over :mod:`ser_core.reports.queries` (the queries) and :mod:`ser_core.reports.page` (``--html``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ import click
 import pandas as pd
 
 from jobs import options
-from ser_core.reports import (DEFAULT_DAYS, SLICES, CategoryError, build_report, read_categories, report_json, shown_frame,
-                              summary_line)
+from ser_core.reports.queries import (
+    DEFAULT_DAYS,
+    SLICES,
+    CategoryError,
+    build_report,
+    read_categories,
+    report_json,
+    shown_frame,
+    summary_line,
+)
 from ser_core.text import shown
 
 
@@ -48,7 +56,7 @@ def cli(reports, date, since, until, by, categories_path, top, html_path, as_jso
     except CategoryError as err:
         raise click.UsageError(str(err)) from None
     if html_path is not None:
-        from ser_core.report_page import render_page
+        from ser_core.reports.page import render_page
 
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(render_page(report), encoding="utf-8")

@@ -13,7 +13,7 @@ Pipeline (Ray Data, streaming; memory stays flat whatever the archive's size and
 Decoding, features and inference share one actor, so feature tensors never cross processes; a long call streams
 out in batches of windows. The driver only sees small rows (times and probabilities).
 
-The report store (``ser_core.report_store``) owns the output's layout and its state model: what is committed,
+The report store (``ser_core.reports.store``) owns the output's layout and its state model: what is committed,
 what recovery may remove, and the lease that makes one run at a time the writer. This job decides what to score:
 
 * An input is its ``source_uri``; its ``call_id`` is the path relative to the id root without extension (see
@@ -56,16 +56,24 @@ from tqdm import tqdm
 
 from jobs import options
 from ser_core import storage
-from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio
-from ser_core.calls import (CallResult, ScoringConfig, in_emotion_order, label_columns, speaker_role, summarise_call,
-                            turn_rows, window_labels)
-from ser_core.contact_metadata import ContactMetadata, MetadataError, folder_queue, read_metadata
+from ser_core.audio.decoding import AudioDecodeError, AudioReader, SpooledAudio
+from ser_core.audio.segmentation import NonFiniteError, WindowBatch, prepare_call
 from ser_core.errors import Refused
 from ser_core.labels import EMOTIONS
-from ser_core.bundle import load_bundle_files, read_bundle_files
-from ser_core.report_store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
-from ser_core.schema import CALLS, SEGMENTS, TURNS
-from ser_core.segmentation import NonFiniteError, WindowBatch, prepare_call
+from ser_core.models.bundle import load_bundle_files, read_bundle_files
+from ser_core.reports.schema import CALLS, SEGMENTS, TURNS
+from ser_core.reports.store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
+from ser_core.scoring.calls import (
+    CallResult,
+    ScoringConfig,
+    in_emotion_order,
+    label_columns,
+    speaker_role,
+    summarise_call,
+    turn_rows,
+    window_labels,
+)
+from ser_core.scoring.contact_metadata import ContactMetadata, MetadataError, folder_queue, read_metadata
 from ser_core.text import shown
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Data flow, streamed so that no process holds the training set: the driver reads only the metadata columns of
 the feature shards (window counts per split and (corpus, emotion) cell: the sample weights, the step count) and
 computes the per-feature normalisation in a few Ray tasks that stream over the shards and send back only sums.
-Each worker streams training windows straight from the Parquet shards (:mod:`ser_core.training_data`: every pass over
+Each worker streams training windows straight from the Parquet shards (:mod:`ser_core.training.streaming`: every pass over
 the data deals the shard files out to the workers afresh; a few shards are loaded at a time, normalised as they
 load, and drawn from at random through a shuffle buffer into batches, one ``tf.data`` dataset per epoch) and
 runs the same number of steps per epoch as every other worker under ``MultiWorkerMirroredStrategy`` (tf.data
@@ -11,7 +11,7 @@ auto-sharding off). It holds the original copies of the validation split, scores
 every epoch and reports a checkpoint; model selection and early stopping use the validation score only, never
 the test split. A failed worker makes Ray Train restart the group from the last checkpoint (``FailureConfig``); ``--resume``
 continues an interrupted run from its run folder. The driver finally loads the best weights, scores the
-validation and test splits and publishes the bundle (:mod:`ser_core.bundle`), with the held-out validation and
+validation and test splits and publishes the bundle (:mod:`ser_core.models.bundle`), with the held-out validation and
 test groups of every corpus so that ``evaluate``/``make-archive --split test`` use exactly what training held out.
 """
 
@@ -36,17 +36,17 @@ import pandas as pd
 from jobs import options
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
-from ser_core.bundle import publish_bundle, stage_bundle
+from ser_core.corpora.splits import HeldOutGroups
 from ser_core.errors import Refused
-from ser_core.examples import CALL_COPY
-from ser_core.features import FeatureSpec
+from ser_core.frontends.features import FeatureSpec
 from ser_core.labels import EMOTIONS
-from ser_core.metrics import grouped_reports, utterance_probabilities
-from ser_core.model import ModelConfig, TrainConfig
-from ser_core.model_kinds import CNN
-from ser_core.provenance import git_revision
-from ser_core.splits import HeldOutGroups
-from ser_core.training_data import (
+from ser_core.models.bundle import publish_bundle, stage_bundle
+from ser_core.models.cnn import ModelConfig, TrainConfig
+from ser_core.models.kinds import CNN
+from ser_core.models.provenance import git_revision
+from ser_core.training.examples import CALL_COPY
+from ser_core.training.metrics import grouped_reports, utterance_probabilities
+from ser_core.training.streaming import (
     batches_per_worker_epoch,
     cell_weights,
     read_split,
@@ -137,7 +137,7 @@ def feature_normalisation(files: list[str], spec: FeatureSpec, tasks: int) -> tu
     share of the shard files and sending back sums; each task's process exits after it, so its memory goes back."""
     import ray
 
-    from ser_core.model import normalisation_stats
+    from ser_core.models.cnn import normalisation_stats
 
     task = ray.remote(num_cpus=1, max_calls=1)(shard_moments)
     parts = ray.get([task.remote(files[i::tasks], spec) for i in range(min(tasks, len(files)))])
@@ -170,7 +170,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import tensorflow as tf
     from ray.train.collective import broadcast_from_rank_zero
 
-    from ser_core import model as ser_model
+    from ser_core.models import cnn as ser_model
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -271,7 +271,7 @@ def data_summary(meta: pd.DataFrame) -> dict:
 
 def write_bundle_figures(folder: str, info: dict) -> list:
     """Learning curves and the overall validation/test confusion matrices as PNGs in the local ``folder/figures``."""
-    from ser_core import plots
+    from ser_core.training import plots
 
     figures = os.path.join(folder, "figures")
     written = [plots.learning_curves(info["training"]["history"], os.path.join(figures, "learning_curves.png"), info["training"]["best_epoch"])]
@@ -316,7 +316,7 @@ def run_train(config: TrainJobConfig) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
-    from ser_core.model import build_model
+    from ser_core.models.cnn import build_model
 
     started = time.time()
     notes = json.loads(storage.read_bytes(config.notes)) if config.notes else None
@@ -390,7 +390,7 @@ def run_train(config: TrainJobConfig) -> dict:
 def bundle_info(config: TrainJobConfig, model, metadata: dict, meta: pd.DataFrame, spec: FeatureSpec, state: dict,
                 train_seconds: float) -> dict:
     """What ``bundle.json`` records of the training run (metrics and experiments are added by the caller)."""
-    from ser_core.model import _keras
+    from ser_core.models.cnn import _keras
 
     return {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

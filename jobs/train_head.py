@@ -24,13 +24,13 @@ import pandas as pd
 
 from jobs import options
 from ser_core import storage
-from ser_core.embeddings import EmbeddingSpec, read_embeddings
+from ser_core.corpora.splits import HeldOutGroups
 from ser_core.errors import Refused
-from ser_core.examples import CALL_COPY
-from ser_core.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
+from ser_core.frontends.embeddings import EmbeddingSpec, read_embeddings
 from ser_core.labels import EMOTIONS
-from ser_core.metrics import grouped_reports, utterance_probabilities
-from ser_core.splits import HeldOutGroups
+from ser_core.models.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
+from ser_core.training.examples import CALL_COPY
+from ser_core.training.metrics import grouped_reports, utterance_probabilities
 
 FIT_SPLITS = {"train": ("train",), "development": ("train", "validation")}
 WEIGHTS_FILE = "head.weights.npz"
@@ -57,7 +57,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train
     import tensorflow as tf
 
-    from ser_core.head import fit_head
+    from ser_core.models.head import fit_head
 
     shard = ray.train.get_dataset_shard("train")
     batches = list(shard.iter_batches(batch_size=4096, batch_format="numpy"))
@@ -117,12 +117,12 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
     from ray.train.tensorflow import TensorflowTrainer
 
     from jobs.ray_runtime import ensure_ray
-    from ser_core.head import build_head
-    from ser_core.bundle import publish_bundle, stage_bundle
-    from ser_core.features import FeatureSpec
-    from ser_core.model_kinds import WHISPER_HEAD
-    from ser_core.provenance import git_revision
-    from ser_core.whisper_model import manifest_fields
+    from ser_core.frontends.features import FeatureSpec
+    from ser_core.models.bundle import publish_bundle, stage_bundle
+    from ser_core.models.head import build_head
+    from ser_core.models.kinds import WHISPER_HEAD
+    from ser_core.models.provenance import git_revision
+    from ser_core.models.whisper_head import manifest_fields
 
     started = time.time()
     head = dataclasses.replace(RECIPES[config.recipe], seed=config.seed, **({"epochs": config.epochs} if config.epochs else {}))
@@ -184,7 +184,7 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
 
 def write_figures(folder: Path, info: dict) -> list:
     """Confusion matrices of the test split (call channel): all corpora, then each corpus."""
-    from ser_core import plots
+    from ser_core.training import plots
 
     folder.mkdir(parents=True, exist_ok=True)
     reports = info["metrics"].get("test/call", {})
@@ -199,7 +199,7 @@ def write_figures(folder: Path, info: dict) -> list:
 @click.option("--fit-on", type=click.Choice(sorted(FIT_SPLITS)), default="development", show_default=True,
               help="train: the train split only (to measure); development: train + validation (the shipped model).")
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)), default="mlp256", show_default=True,
-              help="Head recipe (see ser_core.head.RECIPES and bench/encoder_sweep.py).")
+              help="Head recipe (see ser_core.models.head.RECIPES and bench/encoder_sweep.py).")
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--experiments", default=None, metavar="JSON", help="bench/encoder_sweep.py results to record in the bundle and card.")

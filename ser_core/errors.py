@@ -1,7 +1,7 @@
 """The root of the errors ``ser_core`` raises on purpose, :class:`SerError`, and the errors several modules share.
 
 Every module's own error derives from :class:`SerError` (and from the built-in exception callers already caught
-it as: a :class:`BundleError` is a ``ValueError``, a :class:`~ser_core.report_store.LeaseHeld` a ``RuntimeError``),
+it as: a :class:`BundleError` is a ``ValueError``, a :class:`~ser_core.reports.store.LeaseHeld` a ``RuntimeError``),
 so ``except SerError`` catches them all, as librosa's ``LibrosaError`` does. Nothing here knows click: only
 ``jobs/`` turns these errors into the command line's.
 """

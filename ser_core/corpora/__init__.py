@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ser_core.corpora import ased, cremad, csv_manifest, emovo, nemo, ravdess, tess, turev
-from ser_core.manifest import CorpusScan, Rejected, Utterance
+from ser_core.corpora.manifest import CorpusScan, Rejected, Utterance
 
 RECIPES: dict[str, Callable[[str], CorpusScan]] = {
     "ravdess": ravdess.scan,

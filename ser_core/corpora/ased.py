@@ -9,8 +9,8 @@ rejects the others as duplicates.
 from __future__ import annotations
 
 from ser_core.corpora.common import UnparsableName, reject_identical_files, scan_files, stem
+from ser_core.corpora.manifest import CorpusScan, Utterance
 from ser_core.labels import ASED_LABELS
-from ser_core.manifest import CorpusScan, Utterance
 
 CORPUS = "ased"
 GENDERS = {"01": "female", "02": "male"}

@@ -8,8 +8,8 @@ from collections import defaultdict
 from typing import Callable
 
 from ser_core import storage
+from ser_core.corpora.manifest import CorpusScan, Rejected, Utterance
 from ser_core.errors import SerError
-from ser_core.manifest import CorpusScan, Rejected, Utterance
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ser_core import storage
 from ser_core.corpora.common import UnparsableName, scan_files, stem
-from ser_core.manifest import CorpusScan, Utterance
+from ser_core.corpora.manifest import CorpusScan, Utterance
 
 CORPUS = "cremad"
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}

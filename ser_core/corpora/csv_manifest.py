@@ -17,8 +17,8 @@ import re
 import pandas as pd
 
 from ser_core import storage
+from ser_core.corpora.manifest import CorpusScan, Rejected, Utterance
 from ser_core.labels import EMOTIONS
-from ser_core.manifest import CorpusScan, Rejected, Utterance
 
 CORPUS = "manifest"
 REQUIRED = ("path", "emotion", "speaker")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from ser_core.corpora.common import UnparsableName, scan_files, stem
+from ser_core.corpora.manifest import CorpusScan, Utterance
 from ser_core.labels import EMOVO_LABELS
-from ser_core.manifest import CorpusScan, Utterance
 
 CORPUS = "emovo"
 _NAME = re.compile(r"^(?P<emo>[a-z]{3})-(?P<speaker>[fm][1-9])-(?P<sentence>[a-z][0-9])$")

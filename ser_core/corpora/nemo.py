@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 from ser_core.corpora.common import UnparsableName, scan_files, stem
+from ser_core.corpora.manifest import CorpusScan, Utterance
 from ser_core.labels import NEMO_GENDERS, NEMO_LABELS
-from ser_core.manifest import CorpusScan, Utterance
 
 CORPUS = "nemo"
 _NAME = re.compile(r"^(?P<speaker>[A-Za-z]+[0-9]+)_(?P<emotion>[A-Za-z]+)_(?P<n>[0-9]+)$")

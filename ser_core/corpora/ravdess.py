@@ -7,7 +7,7 @@ statement, repetition, actor (odd male, even female).
 from __future__ import annotations
 
 from ser_core.corpora.common import UnparsableName, scan_files, stem
-from ser_core.manifest import CorpusScan, Utterance
+from ser_core.corpora.manifest import CorpusScan, Utterance
 
 CORPUS = "ravdess"
 EMOTION_CODES = {

@@ -8,7 +8,7 @@ file is named ``OA_bite_neutral``. With two speakers, splits are made by word.
 from __future__ import annotations
 
 from ser_core.corpora.common import UnparsableName, scan_files, stem
-from ser_core.manifest import CorpusScan, Utterance
+from ser_core.corpora.manifest import CorpusScan, Utterance
 
 CORPUS = "tess"
 EMOTIONS = {

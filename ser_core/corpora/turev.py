@@ -10,8 +10,8 @@ from __future__ import annotations
 import posixpath
 
 from ser_core.corpora.common import UnparsableName, scan_files, stem
+from ser_core.corpora.manifest import CorpusScan, Utterance
 from ser_core.labels import TUREV_FOLDERS, TUREV_LABELS
-from ser_core.manifest import CorpusScan, Utterance
 
 CORPUS = "turev"
 

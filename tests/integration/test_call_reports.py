@@ -20,10 +20,10 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from jobs.cli import main
-from ser_core import call_metrics
-from ser_core.features import FeatureSpec
-from ser_core.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
-from ser_core.vad import VadConfig, frame_levels_db, noise_floor
+from ser_core.audio.vad import VadConfig, frame_levels_db, noise_floor
+from ser_core.frontends.features import FeatureSpec
+from ser_core.reports.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
+from ser_core.scoring import call_metrics
 from tests.integration.test_score import make_bundle
 
 DATE = "2026-11-23"

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import main
-from ser_core.bundle import load_bundle, model_splits, save_bundle, training_split_config
 from ser_core.corpora import scan_all
-from ser_core.features import FeatureSpec
+from ser_core.corpora.splits import HeldOutGroups, SplitConfig
+from ser_core.frontends.features import FeatureSpec
 from ser_core.labels import EMOTIONS
-from ser_core.model import ModelConfig, build_model
-from ser_core.splits import HeldOutGroups, SplitConfig
+from ser_core.models.bundle import load_bundle, model_splits, save_bundle, training_split_config
+from ser_core.models.cnn import ModelConfig, build_model
 from tests.audio_factory import write_corrupt_files, write_speech
 from tests.integration.test_train import write_fake_ravdess
 

@@ -13,8 +13,8 @@ import pytest
 
 from jobs.extract import ExtractJobConfig, run_extract
 from ser_core import storage
-from ser_core.featurize import ExtractConfig, table_windows
-from ser_core.features import FeatureSpec
+from ser_core.frontends.features import FeatureSpec
+from ser_core.frontends.featurize import ExtractConfig, table_windows
 from tests.audio_factory import write_corrupt_files, write_speech
 
 

@@ -24,10 +24,10 @@ from matplotlib.cbook import is_math_text
 from matplotlib.text import Text
 
 from jobs.cli import main
-from ser_core.calls import CallResult
-from ser_core.report_page import calls_chart, errors_chart, figure_uri
-from ser_core.report_store import LEASE_FILE
-from ser_core.reports import build_report
+from ser_core.reports.page import calls_chart, errors_chart, figure_uri
+from ser_core.reports.queries import build_report
+from ser_core.reports.store import LEASE_FILE
+from ser_core.scoring.calls import CallResult
 from tests.audio_factory import write_audio, write_speech
 from tests.integration.test_report import NEGATIVE, stereo_call, write_reports
 from tests.integration.test_report_html import CHROMIUM, screenshot

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from click.testing import CliRunner
 from jobs.make_archive import RATE, SYNTHETIC_NOTICE
 from jobs.make_archive import cli as archive_cli
 from ser_core.corpora import scan_all
-from ser_core.splits import HeldOutGroups, assign_splits
+from ser_core.corpora.splits import HeldOutGroups, assign_splits
 from tests.audio_factory import write_speech
 
 EMOTION_CODES = ("01", "03", "04", "05", "06", "07", "08")  # RAVDESS: neutral happy sad angry fear disgust surprise

@@ -24,7 +24,6 @@ import s3fs
 from click.testing import CliRunner, Result
 
 from jobs.cli import main
-
 from tests.audio_factory import write_speech
 from tests.cluster_fixture import VENV_BIN, LocalRayCluster, free_port
 
@@ -248,9 +247,9 @@ def s3_model(s3_server, tmp_path_factory) -> str:
     not depend on the train job)."""
     import numpy as np
 
-    from ser_core.features import FeatureSpec
-    from ser_core.bundle import save_bundle
-    from ser_core.model import build_model
+    from ser_core.frontends.features import FeatureSpec
+    from ser_core.models.bundle import save_bundle
+    from ser_core.models.cnn import build_model
 
     spec = FeatureSpec()
     local = save_bundle(build_model(spec), spec, np.zeros(spec.n_features), np.ones(spec.n_features),

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from jobs.cli import main
 from jobs.score import PartWriter
-from ser_core.calls import CallResult, ScoringConfig
 from ser_core.labels import EMOTIONS
-from ser_core.report_store import Lease, ReportStore
-from ser_core.reports import build_report
+from ser_core.reports.queries import build_report
+from ser_core.reports.store import Lease, ReportStore
+from ser_core.scoring.calls import CallResult, ScoringConfig
 
 NEGATIVE, CALM = "angry", "neutral"
 

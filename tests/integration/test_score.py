@@ -23,13 +23,13 @@ from click.testing import CliRunner
 
 from jobs.score import AUDIO_EXTENSIONS, ScoreJobConfig, run_score
 from jobs.score import cli as score_cli
-from ser_core.audio import decode
-from ser_core.features import FeatureSpec
+from ser_core.audio.decoding import decode
+from ser_core.audio.segmentation import Segmentation, call_regions, call_windows
+from ser_core.frontends.features import FeatureSpec
 from ser_core.labels import EMOTIONS
-from ser_core.bundle import load_bundle, save_bundle
-from ser_core.model import ModelConfig, build_model
-from ser_core.schema import CALLS, SEGMENTS
-from ser_core.segmentation import Segmentation, call_regions, call_windows
+from ser_core.models.bundle import load_bundle, save_bundle
+from ser_core.models.cnn import ModelConfig, build_model
+from ser_core.reports.schema import CALLS, SEGMENTS
 from tests.audio_factory import speech_like, write_audio, write_corrupt_files, write_speech
 
 SPEC = FeatureSpec()

@@ -19,9 +19,19 @@ import pytest
 
 from ser_core.labels import EMOTIONS
 from tests.audio_factory import speech_like, write_audio, write_speech
+from tests.integration.test_score import (  # noqa: F401
+    DATE,
+    bundle,
+    check_complete,
+    connect,
+    descendants_named,
+    long_archive,
+    rows,
+    score,
+    snapshot,
+    turn_taking_call,
+)
 from tests.unit.test_audio import declare_huge
-from tests.integration.test_score import (DATE, bundle, check_complete, connect, descendants_named, long_archive, rows,  # noqa: F401
-                              score, snapshot, turn_taking_call)
 
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
 
@@ -85,7 +95,7 @@ def test_an_archive_that_is_one_file_gives_it_the_id_of_its_stem(tmp_path):
 def test_a_changed_agent_channel_rescores_the_call(bundle, tmp_path, local_ray):
     archive, out = tmp_path / DATE, tmp_path / "reports"
     write_audio(archive / "q" / "c-1.wav", turn_taking_call(8000), 8000)
-    from ser_core.calls import ScoringConfig
+    from ser_core.scoring.calls import ScoringConfig
 
     assert score(archive, out, bundle).ok == 1
     assert score(archive, out, bundle).skipped == 1

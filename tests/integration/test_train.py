@@ -16,13 +16,13 @@ import pytest
 
 from jobs.extract import ExtractJobConfig, run_extract
 from jobs.train import BEST_WEIGHTS, TrainJobConfig, run_train
-from ser_core.features import FeatureSpec
-from ser_core.featurize import ExtractConfig
-from ser_core.splits import SplitConfig
-from ser_core.bundle import load_bundle
+from ser_core.corpora.splits import SplitConfig
 from ser_core.errors import Refused
-from ser_core.model import ModelConfig, TrainConfig, build_model
-from ser_core.training_data import (
+from ser_core.frontends.features import FeatureSpec
+from ser_core.frontends.featurize import ExtractConfig
+from ser_core.models.bundle import load_bundle
+from ser_core.models.cnn import ModelConfig, TrainConfig, build_model
+from ser_core.training.streaming import (
     cell_weights,
     cycle_chunks,
     read_shard,
@@ -111,7 +111,7 @@ def test_the_shuffle_buffer_sends_each_window_out_once_and_out_of_order():
 STREAM_PEAK = """
 import sys, tracemalloc
 import numpy as np
-from ser_core.training_data import cycle_chunks
+from ser_core.training.streaming import cycle_chunks
 from tests.integration.test_train import stream_inputs
 
 files, spec, norm, weights = stream_inputs(sys.argv[1])

@@ -14,13 +14,12 @@ from click.testing import CliRunner
 pytest.importorskip("ctranslate2")
 
 from jobs.cli import main  # noqa: E402
-from ser_core.bundle import BundleError, load_bundle  # noqa: E402
-from ser_core.embeddings import EmbeddingSpec  # noqa: E402
-from ser_core.frontends import EncoderFrontend  # noqa: E402
-from ser_core.head import HeadConfig, build_head  # noqa: E402
-from ser_core.bundle import publish_bundle, stage_bundle  # noqa: E402
-from ser_core.features import FeatureSpec  # noqa: E402
-from ser_core.whisper_model import WHISPER_KIND, manifest_fields  # noqa: E402
+from ser_core.frontends.embeddings import EmbeddingSpec  # noqa: E402
+from ser_core.frontends.features import FeatureSpec  # noqa: E402
+from ser_core.frontends.windows import EncoderFrontend  # noqa: E402
+from ser_core.models.bundle import BundleError, load_bundle, publish_bundle, stage_bundle  # noqa: E402  # noqa: E402
+from ser_core.models.head import HeadConfig, build_head  # noqa: E402
+from ser_core.models.whisper_head import WHISPER_KIND, manifest_fields  # noqa: E402
 from tests.integration.test_train import write_fake_ravdess  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from ser_core.audio import AudioDecodeError, AudioReader, SpooledAudio, decode, resample
+from ser_core.audio.decoding import AudioDecodeError, AudioReader, SpooledAudio, decode, resample
 from ser_core.storage import BoundedReader
 from tests.audio_factory import speech_like, write_corrupt_files, write_speech
 

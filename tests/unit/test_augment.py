@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_core.augment import AugmentPolicy, add_noise, augment_copy, gain, pitch_shift, telephone, time_stretch
+from ser_core.audio.augment import AugmentPolicy, add_noise, augment_copy, gain, pitch_shift, telephone, time_stretch
 from tests.audio_factory import speech_like
 
 RATE = 16000
@@ -77,7 +77,7 @@ def test_augment_copy_is_seeded_by_key_and_copy():
 def test_phase_vocoder_matches_librosa(rate):
     import librosa
 
-    from ser_core.augment import phase_vocoder
+    from ser_core.audio.augment import phase_vocoder
 
     stft = librosa.stft(speech_like(0.8, RATE), n_fft=512, hop_length=128)
     ours = phase_vocoder(stft, rate, 128)
@@ -90,7 +90,7 @@ def test_phase_vocoder_matches_librosa(rate):
 def test_pitch_shift_matches_librosa():
     import librosa
 
-    from ser_core.augment import VOCODER_FFT
+    from ser_core.audio.augment import VOCODER_FFT
 
     y = speech_like(1.0, RATE)
     reference = librosa.effects.pitch_shift(y, sr=RATE, n_steps=2.5, n_fft=VOCODER_FFT, res_type="soxr_hq")

@@ -15,7 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import main
-from ser_core.bundle import (
+from ser_core.corpora.manifest import Utterance
+from ser_core.corpora.splits import HeldOutGroups
+from ser_core.frontends.features import FeatureSpec
+from ser_core.models.bundle import (
     BUNDLE_FILE,
     BUNDLED_MODEL_DIR,
     MODEL_FILE,
@@ -28,10 +31,7 @@ from ser_core.bundle import (
     save_bundle,
     stage_bundle,
 )
-from ser_core.features import FeatureSpec
-from ser_core.manifest import Utterance
-from ser_core.model import ModelConfig, _keras, build_model
-from ser_core.splits import HeldOutGroups
+from ser_core.models.cnn import ModelConfig, _keras, build_model
 from tests.audio_factory import write_speech
 
 SPEC = FeatureSpec()
@@ -206,7 +206,7 @@ def test_recorded_groups_decide_the_split_whatever_subset_is_scanned():
 
 
 def test_the_shipped_whisper_head_is_the_default_and_describes_itself():
-    from ser_core.bundle import BUNDLED_MODELS, DEFAULT_MODEL
+    from ser_core.models.bundle import BUNDLED_MODELS, DEFAULT_MODEL
 
     assert DEFAULT_MODEL == "whisper-head"
     folder = BUNDLED_MODELS["whisper-head"]
@@ -233,7 +233,7 @@ def edited(bundle: Path, folder: Path, edit) -> Path:
 
 
 def test_the_model_version_covers_the_whole_bundle_not_only_the_weights(valid, tmp_path):
-    from ser_core.segmentation import Segmentation
+    from ser_core.audio.segmentation import Segmentation
 
     version = load_bundle(valid).version
     assert load_bundle(shutil.copytree(valid, tmp_path / "same")).version == version

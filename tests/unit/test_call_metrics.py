@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_core import call_metrics
-from ser_core.calls import CallResult, ScoringConfig, summarise_call, turn_rows
 from ser_core.labels import EMOTIONS, VALENCE_AROUSAL
+from ser_core.scoring import call_metrics
+from ser_core.scoring.calls import CallResult, ScoringConfig, summarise_call, turn_rows
 
 AGENT = np.array([[1.0, 5.0], [5.3, 8.0], [20.0, 30.0]])  # a 0.3 s pause bridged: two turns
 CUSTOMER = np.array([[7.0, 12.0], [29.0, 29.4], [31.0, 35.0]])  # interrupts at 7 (1.0 s overlap); 29.0 overlaps 0.4 s only

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_core import call_sim
-from ser_core.examples import CALL_COPY, example_copies
-from ser_core.features import FeatureSpec
-from ser_core.frontends import FeatureFrontend
-from ser_core.segmentation import call_regions
+from ser_core.audio import call_sim
+from ser_core.audio.segmentation import call_regions
+from ser_core.frontends.features import FeatureSpec
+from ser_core.frontends.windows import FeatureFrontend
+from ser_core.training.examples import CALL_COPY, example_copies
 from tests.audio_factory import speech_like
 
 SPEC = FeatureSpec()

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_core.corpora import parse_corpus_option, scan_corpus
-from ser_core.corpora import cremad, csv_manifest, ravdess, tess
+from ser_core.corpora import cremad, csv_manifest, parse_corpus_option, ravdess, scan_corpus, tess
 from ser_core.corpora.common import UnparsableName
 from tests.audio_factory import write_speech
 

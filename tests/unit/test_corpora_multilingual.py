@@ -9,7 +9,7 @@ import pytest
 
 from ser_core.corpora import ased, emovo, nemo, scan_corpus, turev
 from ser_core.corpora.common import UnparsableName
-from ser_core.splits import assign_splits
+from ser_core.corpora.splits import assign_splits
 from tests.audio_factory import write_speech
 
 

@@ -9,12 +9,12 @@ import pytest
 
 from tests.audio_factory import speech_like
 
-encoder = pytest.importorskip("ser_core.encoder")
+encoder = pytest.importorskip("ser_core.frontends.encoder")
 pytest.importorskip("ctranslate2")
 
-from ser_core.embeddings import EmbeddingSpec, region_embeddings, window_bounds  # noqa: E402
-from ser_core.features import FeatureSpec  # noqa: E402
-from ser_core.frontends import EncoderFrontend  # noqa: E402
+from ser_core.frontends.embeddings import EmbeddingSpec, region_embeddings, window_bounds  # noqa: E402
+from ser_core.frontends.features import FeatureSpec  # noqa: E402
+from ser_core.frontends.windows import EncoderFrontend  # noqa: E402
 
 
 @pytest.fixture(scope="module")

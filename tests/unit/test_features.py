@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_core.features import FeatureSpec, frame_features, trim_silence, utterance_windows, window_starts, windows
+from ser_core.frontends.features import (
+    FeatureSpec,
+    frame_features,
+    trim_silence,
+    utterance_windows,
+    window_starts,
+    windows,
+)
 from tests.audio_factory import speech_like
 
 

@@ -95,7 +95,7 @@ def test_every_library_error_derives_from_ser_error():
 
 def test_a_model_kind_is_registered_once_and_unknown_kinds_are_bundle_errors():
     from ser_core.errors import BundleError
-    from ser_core.model_kinds import CNN, get_kind, register_kind
+    from ser_core.models.kinds import CNN, get_kind, register_kind
 
     assert get_kind("cnn") is CNN and get_kind("whisper-head").card.__name__ == "whisper_head_card"
     with pytest.raises(ValueError, match="already registered"):

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from ser_core.features import FeatureSpec
+from ser_core.frontends.features import FeatureSpec
 from ser_core.labels import EMOTIONS
-from ser_core.metrics import classification_report, utterance_probabilities
-from ser_core.bundle import BUNDLED_MODEL_DIR, BundleError, load_bundle, save_bundle
-from ser_core.model import ModelConfig, TrainConfig, build_model, custom_layers, sample_weights, train_dataset
+from ser_core.models.bundle import BUNDLED_MODEL_DIR, BundleError, load_bundle, save_bundle
+from ser_core.models.cnn import ModelConfig, TrainConfig, build_model, custom_layers, sample_weights, train_dataset
+from ser_core.training.metrics import classification_report, utterance_probabilities
 
 SPEC = FeatureSpec()
 TINY = ModelConfig(filters=(8, 8), kernel_size=3, dense_units=8, window_mean_norm=True)

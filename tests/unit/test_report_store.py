@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 
 from ser_core import storage
-from ser_core.report_store import LEASE_FILE, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
-from ser_core.schema import CALLS, SEGMENTS, TURNS
+from ser_core.reports.schema import CALLS, SEGMENTS, TURNS
+from ser_core.reports.store import LEASE_FILE, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
 
 T0 = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
 
@@ -179,7 +179,7 @@ def test_a_lease_write_that_fails_leaves_no_temporary_and_names_the_file(tmp_pat
     """A real failed write: the process may write files of at most 16 bytes (as a full disk, it fails midway)."""
     out = tmp_path / "out"
     script = ("import resource, signal, sys\n"
-              "from ser_core.report_store import Lease\n"
+              "from ser_core.reports.store import Lease\n"
               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
               "resource.setrlimit(resource.RLIMIT_FSIZE, (16, resource.RLIM_INFINITY))\n"
               "try:\n"

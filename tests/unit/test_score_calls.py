@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_core.calls import CallResult, ScoringConfig, escalation, speaker_role, summarise_call, window_labels
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS, VALENCE_AROUSAL
+from ser_core.scoring.calls import CallResult, ScoringConfig, escalation, speaker_role, summarise_call, window_labels
 
 
 def one_hot(emotions: list[str]) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_core.features import FeatureSpec, frame_features, window_starts, windows
-from ser_core.frontends import FeatureFrontend
-from ser_core.segmentation import Segmentation, channel_windows, chunk_bounds, clip_regions
+from ser_core.audio.segmentation import Segmentation, channel_windows, chunk_bounds, clip_regions
+from ser_core.frontends.features import FeatureSpec, frame_features, window_starts, windows
+from ser_core.frontends.windows import FeatureFrontend
 from tests.audio_factory import speech_like
 
 SPEC = FeatureSpec()

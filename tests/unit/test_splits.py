@@ -7,7 +7,7 @@ import random
 import pytest
 
 from ser_core.corpora import ravdess, tess
-from ser_core.splits import SplitConfig, assign_splits
+from ser_core.corpora.splits import SplitConfig, assign_splits
 
 
 def _ravdess(actors=range(1, 21)):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_core.features import FeatureSpec
-from ser_core.vad import VadConfig, bridge_gaps, frame_levels_db, runs, speech_regions
+from ser_core.audio.vad import VadConfig, bridge_gaps, frame_levels_db, runs, speech_regions
+from ser_core.frontends.features import FeatureSpec
 from tests.audio_factory import speech_like
 
 SPEC = FeatureSpec()

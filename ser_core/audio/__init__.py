@@ -1,0 +1,1 @@
+"""Audio in: block-wise decoding, augmentation, the call channel, voice activity and the one segmentation."""

@@ -1,0 +1,1 @@
+"""Scoring: one call scored and summarised, its talk metrics, contact metadata, one-file prediction."""

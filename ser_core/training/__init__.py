@@ -1,0 +1,1 @@
+"""Training: examples, shard planning, streamed training windows, metrics and figures."""
