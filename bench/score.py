@@ -88,8 +88,9 @@ def _tree(root: int) -> dict[int, tuple[float, int, str]]:
     return found
 
 
-def measure(command: list[str]) -> dict:
-    """Run ``command``; sample its process tree's CPU and memory until it exits."""
+def measure(command: list[str], work: Path) -> dict:
+    """Run ``command``; sample its process tree's CPU and memory until it exits. Its last line of output is kept
+    with the temporary folder ``work`` written as ``WORK`` (no path of this machine in the results)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     log = tempfile.TemporaryFile(mode="w+")
@@ -119,7 +120,7 @@ def measure(command: list[str]) -> dict:
         "peak_rss_total_mb": round(peak_total / 2**20),
         "peak_rss_scorer_actor_mb": round(scorer / 2**20),
         "peak_rss_driver_mb": round(max((rss for name, rss in peak_process.items() if "score" in name and "ray::" not in name), default=0) / 2**20),
-        "output": output.strip().splitlines()[-1] if output.strip() else "",
+        "output": output.strip().splitlines()[-1].replace(str(work), "WORK") if output.strip() else "",
     }
 
 
@@ -170,10 +171,11 @@ def speed(args) -> dict:
     runs = []
     for name, (archive, hours) in archives.items():
         for workers in args.workers:
-            result = measure(score_command(archive, work / f"out-{name}-{workers}", workers, args.model))
+            result = measure(score_command(archive, work / f"out-{name}-{workers}", workers, args.model), work)
             runs.append({"archive": name, "audio_hours": round(hours, 3), "workers": workers, **result})
             print(json.dumps(runs[-1]), flush=True)
-    return {"runs": runs, "summary": summarise(runs, args.hours), "work_dir": str(work)}
+    print(f"archives and reports kept in {work}", flush=True)
+    return {"runs": runs, "summary": summarise(runs, args.hours)}
 
 
 def summarise(runs: list[dict], hours: float) -> dict:
@@ -231,7 +233,7 @@ def memory(args) -> dict:
     for name, seconds in (("short", args.short_minutes * 60), ("long", args.long_hours * 3600)):
         archive = work / name / "audio"
         length = write_long_call(archive / f"c-{name}.wav", seconds)
-        result = measure(score_command(archive, work / f"out-{name}", 1, args.model))
+        result = measure(score_command(archive, work / f"out-{name}", 1, args.model), work)
         runs[name] = {"audio_hours": round(length / 3600, 3), "file_mb": round((archive / f"c-{name}.wav").stat().st_size / 2**20), **result}
         print(json.dumps(runs[name]), flush=True)
     short, long = runs["short"], runs["long"]
@@ -267,7 +269,7 @@ def accuracy(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
     made = make_archive(ArchiveConfig(out=str(work / "archive"), corpora=tuple(map(parse_corpus_option, args.corpus)), split=args.split, model=args.model,
                                       date="2026-11-23", seed=0))
-    run = measure(score_command(work / "archive" / "audio", work / "reports", 2, args.model))
+    run = measure(score_command(work / "archive" / "audio", work / "reports", 2, args.model), work)
     truth = pd.read_parquet(work / "archive" / "ground_truth.parquet")
     customer = truth[truth["role"] == "customer"].reset_index(drop=True)
     segments = duckdb.sql(f"SELECT * FROM read_parquet('{work}/reports/segments/*/*.parquet')").df()

@@ -5,19 +5,19 @@ Pipeline (Ray Data, streaming; memory stays flat whatever the archive's size and
     load and check the model in the driver ─► take the report prefix's lease ─► recover the store
     list audio files under the archive ──► from_items, one block per call
       ──► map_batches(CallScorer, ActorPoolStrategy(size=workers), batch_size=1)
-            decode block by block (channels kept, model rate) to a local spool file · frame levels and VAD ·
-            frame features once per speech region · windows sliced from the frame matrix · model inference in
-            batches (model loaded once per actor) · yields segment rows as it goes, then one row closing the call
-      ──► driver: iter_batches ─► per-call collection ─► summary row ─► ReportStore.commit (Parquet parts)
+            ser_core.scoring.scorer.CallScoring per actor (model loaded once): decode block by block to a local
+            spool file · VAD and segmentation · windows · inference in batches · yields each scored batch of
+            windows as a typed piece as it goes, then the call's end (its facts)
+      ──► driver: iter_batches ─► CallCollector (ser_core.scoring.collector) ─► PartWriter ─► ReportStore.commit
 
 Decoding, features and inference share one actor, so feature tensors never cross processes; a long call streams
-out in batches of windows. The driver only sees small rows (times and probabilities).
+out in batches of windows. The driver only sees small pieces (times and probabilities).
 
 The report store (``ser_core.reports.store``) owns the output's layout and its state model: what is committed,
 what recovery may remove, and the lease that makes one run at a time the writer. This job decides what to score:
 
 * An input is its ``source_uri``; its ``call_id`` is the path relative to the id root without extension (see
-  :func:`id_root`), unique in OUT: a run whose ids would name another file already in OUT is refused.
+  :func:`ser_core.scoring.inputs.id_root`), unique in OUT: a run whose ids would name another file already in OUT is refused.
 * An input already ``ok`` with the same model version and ``--agent-channel`` is skipped; everything else (new,
   failed, scored by another model or agent channel, or all with ``--force``) is scored and replaces its row.
 * Bad input is data: a file that is not a regular file (FIFO, socket, device: never opened for reading), whose
@@ -28,7 +28,7 @@ what recovery may remove, and the lease that makes one run at a time the writer.
   before any work; if the pipeline fails (actors, cluster, more than ``--max-crashed-calls`` crashed files), the
   calls finished so far are committed, every other input keeps its earlier row, and the job exits non-zero.
 * Ray retries the work of a killed worker; the driver keys windows by (call, window number) so a retried task's
-  repeated rows are dropped, and a call is written only once its call row and all its windows have arrived.
+  repeated windows are dropped, and a call is written only once its end and all its windows have arrived.
 * Ctrl-C (SIGINT, even where the shell started the job with SIGINT ignored) stops the pipeline: the calls
   finished so far are committed, the lease is released, the job exits with status 130, and the next run
   scores the rest.
@@ -37,51 +37,32 @@ what recovery may remove, and the lease that makes one run at a time the writer.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import os
-import posixpath
-import re
 import signal
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import click
 import numpy as np
-import pyarrow as pa
 from tqdm import tqdm
 
 from jobs import options
-from ser_core import storage
-from ser_core.audio.decoding import AudioDecodeError, AudioReader, SpooledAudio
-from ser_core.audio.segmentation import NonFiniteError, WindowBatch, prepare_call
 from ser_core.errors import Refused
-from ser_core.labels import EMOTIONS
-from ser_core.models.bundle import load_bundle_files, read_bundle_files
-from ser_core.reports.schema import CALLS, SEGMENTS, TURNS
+from ser_core.models.bundle import load_bundle_files
 from ser_core.reports.store import IndexRow, Lease, LeaseHeld, LeaseLost, ReportStore, already_scored
-from ser_core.scoring.calls import (
-    CallResult,
-    ScoringConfig,
-    in_emotion_order,
-    label_columns,
-    speaker_role,
-    summarise_call,
-    turn_rows,
-    window_labels,
-)
-from ser_core.scoring.contact_metadata import ContactMetadata, MetadataError, folder_queue, read_metadata
-from ser_core.text import shown
+from ser_core.scoring.calls import CallResult, ScoringConfig
+from ser_core.scoring.collector import CallCollector
+from ser_core.scoring.contact_metadata import ContactMetadata, MetadataError, contacts_by_call, read_metadata
+from ser_core.scoring.inputs import CallInput, call_id_conflicts, list_calls
+from ser_core.scoring.parts import PartWriter
+from ser_core.scoring.scorer import CallScoring, checked_bundle
+from ser_core.text import brief, shown
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aif", ".aiff")
-CALL_ROW = -1  # ``seq`` of the row that closes a call in the pipeline's output
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports a process ended by SIGINT
-DAY_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -131,274 +112,26 @@ class ScoreSummary:
     without_metadata: int = 0  # recordings that have no row in --metadata
 
 
-# ---------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class CallInput:
-    call_id: str
-    uri: str
-
-
-def id_root(archive: str, explicit: str | None = None) -> str:
-    """The folder call ids are relative to: ``explicit``, else the archive's parent when the archive is a day
-    folder (``.../2026-11-20/``, so the day is part of every id), else the archive itself."""
-    if explicit is not None:
-        return explicit
-    trimmed = archive.rstrip("/") if storage.is_remote(archive) else os.path.abspath(archive)
-    parent, name = posixpath.split(trimmed)
-    return parent if DAY_FOLDER.fullmatch(name) else archive
-
-
-def list_calls(archive: str, root: str | None = None) -> list[CallInput]:
-    """Every audio file under ``archive`` with its call id: its path relative to :func:`id_root`, without extension
-    (an archive that is one file: the id root of its folder, so ``.../q/c-1.wav`` is ``c-1``).
-
-    Two files that differ only by extension (``c-1.wav``, ``c-1.flac``) keep their extensions in their ids.
-    """
-    if not storage.exists(archive):
-        raise FileNotFoundError(f"archive {archive} does not exist")
-    fs, path = storage.filesystem(archive)
-    base = id_root((posixpath.dirname(archive) or ".") if root is None and not fs.isdir(path) else archive, root)
-    uris = storage.list_files(archive, AUDIO_EXTENSIONS)
-    relative = [storage.relative_to(uri, base) for uri in uris]
-    outside = [rel for rel in relative if rel.startswith("../")]
-    if outside:
-        raise Refused(f"--id-root {base} does not contain the archive (e.g. {outside[0]})")
-    stems = [posixpath.splitext(rel)[0] for rel in relative]
-    taken = Counter(stems)
-    return [CallInput(stem if taken[stem] == 1 else rel, uri) for uri, rel, stem in zip(uris, relative, stems)]
-
-
-def call_id_conflicts(calls: list[CallInput], owners: dict[str, str]) -> list[str]:
-    """Messages for inputs whose call id already names another file in the store."""
-    return [f"{c.call_id}: {c.uri} vs {owners[c.call_id]}" for c in calls if owners.get(c.call_id, c.uri) != c.uri]
-
-
 # ------------------------------------------------------------------------------------------ the actor
 
 
 class CallScorer:
-    """Ray Data callable class: scores one call per input row, yielding segment rows and then the call's row."""
+    """Ray Data callable class: one :class:`~ser_core.scoring.scorer.CallScoring` per actor (the bundle loaded once),
+    one call per input row, each piece of it one output row (column ``piece``, a typed value)."""
 
     def __init__(self, bundle_files: dict[str, bytes], scoring: ScoringConfig, batch_size: int, threads: int = 1):
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        self.bundle = load_bundle_files(bundle_files, "shipped by the driver")
-        self.columns = label_columns(self.bundle.labels)
-        self.scoring = scoring
-        self.batch_size = batch_size
+        self.scoring = CallScoring(load_bundle_files(bundle_files, "shipped by the driver"), scoring, batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         for call_id, uri in zip(batch["call_id"], batch["uri"]):
-            yield from self.score(str(call_id), str(uri))
-
-    def score(self, call_id: str, uri: str) -> Iterator[dict[str, np.ndarray]]:
-        """Rows for one call: batches of scored windows, then one row (``seq`` -1) with the call's facts."""
-        spec = self.bundle.spec
-        frame_s = spec.hop_length / spec.sample_rate
-        facts: dict = {"status": "ok", "error": None}
-        scored = 0
-        try:
-            with AudioReader(uri, spec.sample_rate, self.scoring.max_seconds, read_timeout_s=self.scoring.read_timeout_s) as reader, \
-                    SpooledAudio(reader) as audio:
-                call = prepare_call(audio, spec, self.bundle.frontend.segmentation)
-                facts.update(duration_s=audio.duration_s, sample_rate=audio.source_rate, channels=audio.channels,
-                             talk=[np.round(r * frame_s, 3).tolist() for r in call.talk])
-                for group in _batches(self.bundle.frontend.call_windows(call.channels, call.regions), self.batch_size):
-                    yield self._predict(call_id, group, scored)
-                    scored += sum(len(chunk.windows) for chunk in group)
-        except AudioDecodeError as err:
-            facts.update(status="error", error=err.reason)
-        except NonFiniteError as err:
-            facts.update(status="error", error=str(err))
-        except MemoryError:
-            facts.update(status="error", error="out of memory while scoring this file")
-        except Exception as err:  # a file must never crash the job: any failure becomes the call's error row
-            log.exception("scoring %s failed", uri)
-            facts.update(status="error", error=f"scoring failed: {brief(err)}")
-        facts["windows"] = scored
-        yield _rows(call_id, seq=np.array([CALL_ROW]), channel=np.zeros(1, np.int32), start_s=np.zeros(1), end_s=np.zeros(1),
-                    rms_db=np.zeros(1, np.float32), probs=np.zeros((1, len(EMOTIONS)), np.float32),
-                    call=json.dumps({"source_uri": uri, **facts}))
-
-    def _predict(self, call_id: str, chunks: list[WindowBatch], first_seq: int) -> dict[str, np.ndarray]:
-        raw = self.bundle.predict(np.concatenate([c.windows for c in chunks]), batch_size=self.batch_size)
-        probs = in_emotion_order(raw, self.columns)
-        n = len(probs)
-        return _rows(call_id, seq=np.arange(first_seq, first_seq + n), channel=np.concatenate([np.full(len(c.windows), c.channel) for c in chunks]),
-                     start_s=np.concatenate([c.start_s for c in chunks]), end_s=np.concatenate([c.end_s for c in chunks]),
-                     rms_db=np.concatenate([c.rms_db for c in chunks]), probs=probs, call="")
-
-
-def _batches(chunks: Iterator[WindowBatch], size: int) -> Iterator[list[WindowBatch]]:
-    """Group consecutive window chunks until each group holds at least ``size`` windows (the last may hold fewer)."""
-    group, count = [], 0
-    for chunk in chunks:
-        group.append(chunk)
-        count += len(chunk.windows)
-        if count >= size:
-            yield group
-            group, count = [], 0
-    if group:
-        yield group
-
-
-def brief(err: Exception, limit: int = 400) -> str:
-    """``Type: first line [... last line]`` of an error, at most ``limit`` characters.
-
-    Ray's errors carry the remote traceback in their message; its last line is the root cause.
-    """
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    text = f"{type(err).__name__}: " + (lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}") if lines else type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _rows(call_id: str, seq, channel, start_s, end_s, rms_db, probs, call: str) -> dict[str, np.ndarray]:
-    n = len(seq)
-    return {
-        "call_id": np.array([call_id] * n, dtype=object),
-        "seq": np.asarray(seq, np.int32),
-        "channel": np.asarray(channel, np.int32),
-        "start_s": np.asarray(start_s, np.float64),
-        "end_s": np.asarray(end_s, np.float64),
-        "rms_db": np.asarray(rms_db, np.float32),
-        "probs": np.asarray(probs, np.float32),
-        "call": np.array([call] * n, dtype=object),
-    }
-
-
-# -------------------------------------------------------------------------------- driver-side collection
-
-
-@dataclass
-class _PartialCall:
-    batches: list[dict[str, np.ndarray]] = field(default_factory=list)
-    seen: set[int] = field(default_factory=set)
-    facts: dict | None = None
-
-
-class CallCollector:
-    """Reassembles calls from the pipeline's rows, in any order, dropping rows repeated by retried tasks."""
-
-    def __init__(self, calls: list[CallInput]):
-        self.uris = {c.call_id: c.uri for c in calls}
-        self.partial: dict[str, _PartialCall] = {}
-        self.done: set[str] = set()
-
-    def add(self, batch: dict[str, np.ndarray]) -> list[CallResult]:
-        """Take one batch of rows; return the calls it completed."""
-        completed = []
-        call_ids = batch["call_id"]
-        for call_id in dict.fromkeys(call_ids):
-            if call_id in self.done:
-                continue
-            rows = call_ids == call_id
-            part = self.partial.setdefault(call_id, _PartialCall())
-            seq = batch["seq"][rows]
-            closing = seq == CALL_ROW
-            if closing.any():
-                part.facts = json.loads(batch["call"][rows][closing][0])
-            fresh = ~closing & ~np.isin(seq, list(part.seen))
-            if fresh.any():
-                part.seen.update(seq[fresh].tolist())
-                part.batches.append({k: batch[k][rows][fresh] for k in ("seq", "channel", "start_s", "end_s", "rms_db", "probs")})
-            if part.facts is not None and len(part.seen) >= part.facts["windows"]:
-                completed.append(self._result(call_id, self.partial.pop(call_id)))
-                self.done.add(call_id)
-        return completed
-
-    def unfinished(self) -> list[CallInput]:
-        """Every call not completed."""
-        return [CallInput(call_id, uri) for call_id, uri in self.uris.items() if call_id not in self.done]
-
-    def _result(self, call_id: str, part: _PartialCall) -> CallResult:
-        facts = part.facts
-        result = CallResult(call_id, facts["source_uri"], facts["status"], facts["error"], facts.get("duration_s"),
-                            facts.get("sample_rate"), facts.get("channels"),
-                            [np.array(t, np.float64).reshape(-1, 2) for t in facts.get("talk", [])])
-        if facts["status"] == "ok" and part.batches:
-            merged = {k: np.concatenate([b[k] for b in part.batches]) for k in part.batches[0]}
-            order = np.argsort(merged["seq"])
-            result.channel, result.start_s, result.end_s = merged["channel"][order], merged["start_s"][order], merged["end_s"][order]
-            result.rms_db, result.probs = merged["rms_db"][order], merged["probs"][order]
-        return result
-
-
-# ------------------------------------------------------------------------------------------ the parts
-
-
-class PartWriter:
-    """Buffers completed calls and commits them to the store as parts of ``calls_per_part`` calls."""
-
-    def __init__(self, store: ReportStore, date: str, run_id: str, model_version: str, scoring: ScoringConfig,
-                 calls_per_part: int, contacts: dict[str, dict] | None = None):
-        self.store, self.date, self.run_id, self.model_version = store, date, run_id, model_version
-        self.scoring, self.calls_per_part = scoring, calls_per_part
-        self.contacts = contacts or {}  # call_id -> contact columns (``--metadata``)
-        self.buffer: list[CallResult] = []
-        self.parts = 0
-        self.replaced = 0
-
-    def add(self, result: CallResult) -> None:
-        self.buffer.append(result)
-        if len(self.buffer) >= self.calls_per_part:
-            self.flush()
-
-    def flush(self) -> None:
-        """Commit the buffered calls as one part (the store then drops their older rows)."""
-        if not self.buffer:
-            return
-        scored_at = dt.datetime.now(dt.timezone.utc)
-        name = f"date={self.date}/part-{self.run_id}-{self.parts:05d}.parquet"
-        details = {"segments": self._segments(scored_at), "turns": self._turns(scored_at)}
-        self.replaced += self.store.commit(name, details, self._calls(scored_at))
-        self.parts += 1
-        self.buffer = []
-
-    def _run_columns(self, n: int, scored_at: dt.datetime) -> dict:
-        return {"model_version": [self.model_version] * n, "run_id": [self.run_id] * n, "scored_at": [scored_at] * n}
-
-    def _calls(self, scored_at: dt.datetime) -> pa.Table:
-        rows = [{**summarise_call(r, self.scoring), **self.contacts.get(r.call_id, {})} for r in self.buffer]
-        for row in rows:
-            row["queue"] = row.get("queue") or folder_queue(row["source_uri"])
-        columns = {name: [row.get(name) for row in rows] for name in CALLS.names}
-        columns.update(self._run_columns(len(rows), scored_at))
-        return pa.table(columns, schema=CALLS)
-
-    def _turns(self, scored_at: dt.datetime) -> pa.Table:
-        tables = [turn_rows(r, self.scoring) for r in self.buffer if r.status == "ok"]
-        if not tables:
-            return TURNS.empty_table()
-        columns = {name: [v for t in tables for v in t[name]] for name in tables[0]}
-        columns.update(self._run_columns(len(columns["call_id"]), scored_at))
-        return pa.table(columns, schema=TURNS)
-
-    def _segments(self, scored_at: dt.datetime) -> pa.Table:
-        scored = [r for r in self.buffer if r.status == "ok" and len(r.probs)]
-        if not scored:
-            return SEGMENTS.empty_table()
-        probs = np.concatenate([r.probs for r in scored])
-        labels = window_labels(probs)
-        agent = self.scoring.agent_channel
-        columns = {
-            "call_id": [r.call_id for r in scored for _ in range(len(r.probs))],
-            "channel": np.concatenate([r.channel for r in scored]),
-            "speaker_role": [speaker_role(int(c), r.scored_channels, agent) for r in scored for c in r.channel],
-            "start_s": np.concatenate([r.start_s for r in scored]),
-            "end_s": np.concatenate([r.end_s for r in scored]),
-            "emotion": np.asarray(EMOTIONS, dtype=object)[labels["emotion"]],
-            "confidence": labels["confidence"],
-            **{f"prob_{e}": probs[:, i] for i, e in enumerate(EMOTIONS)},
-            "valence": labels["valence"],
-            "arousal": labels["arousal"],
-            "rms_db": np.concatenate([r.rms_db for r in scored]),
-            **self._run_columns(len(probs), scored_at),
-        }
-        return pa.table(columns, schema=SEGMENTS)
+            for piece in self.scoring.score(str(call_id), str(uri)):
+                column = np.empty(1, dtype=object)
+                column[0] = piece
+                yield {"piece": column}
 
 
 # ---------------------------------------------------------------------------------------------- the job
@@ -409,35 +142,16 @@ def make_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-def checked_bundle(model: str | None) -> tuple[dict[str, bytes], str]:
-    """The bundle's files and model version, after loading it and predicting one window in the driver.
-
-    Any problem (unreadable, corrupt weights, unknown labels, unusable output) is a job-level failure raised as
-    :class:`~ser_core.errors.Refused` before anything is read or written.
-    """
-    try:
-        files = read_bundle_files(model)
-        bundle = load_bundle_files(files, str(model or "bundled model"))
-        label_columns(bundle.labels)
-        bundle.frontend.check()
-        probe = bundle.predict(np.zeros((2, *bundle.frontend.input_shape), np.float32))
-        if probe.shape != (2, len(bundle.labels)) or not np.isfinite(probe).all():
-            raise ValueError(f"the model's output for silence has shape {probe.shape} or is not finite")
-    except Exception as err:  # the job must not start with a model the actors cannot use
-        raise Refused(f"model bundle {model or '(bundled)'} is not usable: {brief(err)}") from None
-    return files, bundle.version
-
-
 def contact_columns(calls: list[CallInput], metadata: ContactMetadata | None, archive: str,
                     summary: ScoreSummary) -> dict[str, dict]:
-    """``call_id -> calls columns`` from ``metadata`` (rows keyed by path relative to ``archive`` or by call id),
-    counting rows that match no recording and recordings without a row into ``summary``."""
+    """``call_id -> calls columns`` from ``metadata``, counting its rows, those that match no recording and the
+    recordings without a row into ``summary``."""
     if metadata is None:
         return {}
-    found = {c.call_id: metadata.lookup(c.call_id, storage.relative_to(c.uri, archive)) for c in calls}
+    contacts = contacts_by_call([(c.call_id, c.uri) for c in calls], metadata, archive)
     summary.metadata_rows, summary.metadata_unmatched = len(metadata.rows), metadata.unmatched
-    summary.without_metadata = sum(row is None for row in found.values())
-    return {call_id: row for call_id, row in found.items() if row is not None}
+    summary.without_metadata = len(calls) - len(contacts)
+    return contacts
 
 
 def run_score(config: ScoreJobConfig) -> ScoreSummary:
@@ -489,7 +203,7 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
         writer.add(result)
         if result.status == "ok":
             summary.ok += 1
-            summary.segments += len(result.probs)
+            summary.segments += len(result.windows)
             summary.audio_seconds += result.duration_s or 0.0
         else:
             summary.error += 1
@@ -514,9 +228,10 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
     with tqdm(total=len(todo), unit="call", desc="score", disable=not config.progress) as bar:
         try:
             for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
-                for result in collector.add(batch):
-                    record(result)
-                    bar.update()
+                for piece in batch["piece"]:
+                    if (result := collector.add(piece)) is not None:
+                        record(result)
+                        bar.update()
         except KeyboardInterrupt:  # Ctrl-C: what is finished is committed by the caller, the rest keeps what it had
             summary.interrupted = True
             summary.unfinished = len(collector.unfinished())

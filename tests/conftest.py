@@ -32,9 +32,14 @@ def local_ray(s3_server):
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+        start_local_ray(ray)
     yield ray
     ray.shutdown()
+
+
+def start_local_ray(ray) -> None:
+    """The session's private Ray: 2 CPUs, no dashboard, quiet."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,7 @@ def fresh_ray(local_ray):
     """``local_ray`` restarted for a module that needs every CPU (Ray Train worker groups): an actor an earlier
     module's failed job left behind (a Ray Data pool) would otherwise hold a CPU and starve the group forever."""
     local_ray.shutdown()
-    local_ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    start_local_ray(local_ray)
     yield local_ray
 
 

@@ -80,6 +80,15 @@ _RUN_FIELDS = [
     ("scored_at", pa.timestamp("us", tz="UTC")),
 ]
 
+_LABEL_FIELDS = [
+    ("emotion", pa.string()),
+    ("confidence", pa.float32()),
+    *[(f"prob_{emotion}", pa.float32()) for emotion in EMOTIONS],
+    ("valence", pa.float32()),
+    ("arousal", pa.float32()),
+]
+"""A scored span's labels: the most likely emotion, its probability, every emotion's, valence and arousal."""
+
 SEGMENTS = pa.schema(
     [
         ("call_id", pa.string()),
@@ -87,11 +96,7 @@ SEGMENTS = pa.schema(
         ("speaker_role", pa.string()),
         ("start_s", pa.float64()),
         ("end_s", pa.float64()),
-        ("emotion", pa.string()),
-        ("confidence", pa.float32()),
-        *[(f"prob_{emotion}", pa.float32()) for emotion in EMOTIONS],
-        ("valence", pa.float32()),
-        ("arousal", pa.float32()),
+        *_LABEL_FIELDS,
         ("rms_db", pa.float32()),
         *_RUN_FIELDS,
     ],
@@ -108,11 +113,7 @@ TURNS = pa.schema(
         ("start_s", pa.float64()),
         ("end_s", pa.float64()),
         ("windows", pa.int32()),
-        ("emotion", pa.string()),
-        ("confidence", pa.float32()),
-        *[(f"prob_{emotion}", pa.float32()) for emotion in EMOTIONS],
-        ("valence", pa.float32()),
-        ("arousal", pa.float32()),
+        *_LABEL_FIELDS,
         *_RUN_FIELDS,
     ],
     metadata=_REPORT_METADATA,

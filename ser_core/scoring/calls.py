@@ -6,7 +6,7 @@ probabilities into labels (emotion, confidence, valence, arousal) and the call's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
@@ -74,9 +74,41 @@ def window_labels(probs: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+@dataclass(frozen=True)
+class Windows:
+    """Scored windows: per window its channel, start and end (s), level (dBFS) and probabilities in
+    :data:`EMOTIONS` order."""
+
+    channel: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+    rms_db: np.ndarray
+    probs: np.ndarray
+
+    @classmethod
+    def none(cls) -> Windows:
+        """No windows."""
+        return cls(np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0, np.float32),
+                   np.zeros((0, len(EMOTIONS)), np.float32))
+
+    @classmethod
+    def joined(cls, parts: Sequence[Windows]) -> Windows:
+        """``parts`` one after the other."""
+        if not parts:
+            return cls.none()
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+    def __len__(self) -> int:
+        return len(self.probs)
+
+    def take(self, index: np.ndarray) -> Windows:
+        """The windows at ``index`` (a mask or positions), in its order."""
+        return Windows(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
 @dataclass
 class CallResult:
-    """What the scoring pipeline knows of one call: the file's facts and its scored windows."""
+    """What scoring knows of one call: the file's facts and its scored windows."""
 
     call_id: str
     source_uri: str
@@ -86,11 +118,7 @@ class CallResult:
     sample_rate: int | None = None
     channels: int | None = None
     talk: list[np.ndarray] = field(default_factory=list)  # per scored channel, ``(n, 2)`` talk intervals in seconds
-    channel: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    start_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    end_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    rms_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, len(EMOTIONS)), np.float32))
+    windows: Windows = field(default_factory=Windows.none)
 
     @property
     def scored_channels(self) -> int:
@@ -113,13 +141,13 @@ class RoleView:
 def by_role(result: CallResult, config: ScoringConfig) -> RoleView:
     """``result`` by role (dual-mono stereo is one ``mono`` channel), roles in :data:`SPEAKER_ROLES` order."""
     roles = [speaker_role(c, result.scored_channels, config.agent_channel) for c in range(result.scored_channels)]
-    order = np.argsort(result.start_s, kind="stable")
+    windows = result.windows.take(np.argsort(result.windows.start_s, kind="stable"))
     channel = {role: roles.index(role) for role in SPEAKER_ROLES if role in roles}
     talk = {role: call_metrics.merged(np.concatenate([np.reshape(t, (-1, 2)) for t, r in zip(result.talk, roles) if r == role]))
             for role in channel}
     return RoleView(talk, channel,
-                    np.array(roles, dtype=object)[result.channel[order]] if len(order) else np.zeros(0, dtype=object),
-                    result.start_s[order], result.end_s[order], result.probs[order])
+                    np.array(roles, dtype=object)[windows.channel] if len(windows) else np.zeros(0, dtype=object),
+                    windows.start_s, windows.end_s, windows.probs)
 
 
 def _role_summary(role: str, view: RoleView, duration_s: float) -> dict:

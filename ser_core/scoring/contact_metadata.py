@@ -114,3 +114,11 @@ def read_metadata(uri: str) -> ContactMetadata:
         row["metadata"] = [(str(c), str(record[c])) for c in others if not pd.isna(record[c])]
         rows[k] = row
     return ContactMetadata(key, rows)
+
+
+def contacts_by_call(calls: list[tuple[str, str]], metadata: ContactMetadata, archive: str) -> dict[str, dict]:
+    """``call_id -> calls columns`` for the ``(call_id, uri)`` recordings that have a row in ``metadata`` (rows
+    keyed by the path relative to ``archive`` or by call id); :attr:`ContactMetadata.unmatched` then counts the
+    rows that matched none."""
+    found = {call_id: metadata.lookup(call_id, storage.relative_to(uri, archive)) for call_id, uri in calls}
+    return {call_id: row for call_id, row in found.items() if row is not None}

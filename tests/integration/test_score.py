@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from jobs.score import AUDIO_EXTENSIONS, ScoreJobConfig, run_score
+from jobs.score import ScoreJobConfig, run_score
 from jobs.score import cli as score_cli
 from ser_core.audio.decoding import decode
 from ser_core.audio.segmentation import Segmentation, call_regions, call_windows
@@ -30,6 +30,7 @@ from ser_core.labels import EMOTIONS
 from ser_core.models.bundle import load_bundle, save_bundle
 from ser_core.models.cnn import ModelConfig, build_model
 from ser_core.reports.schema import CALLS, SEGMENTS
+from ser_core.scoring.inputs import AUDIO_EXTENSIONS
 from tests.audio_factory import speech_like, write_audio, write_corrupt_files, write_speech
 
 SPEC = FeatureSpec()

@@ -83,15 +83,6 @@ def test_an_id_that_names_another_file_is_refused_before_any_work(three_days, bu
     assert score(elsewhere, out, bundle, id_root=str(tmp_path)).ok == 2  # ids relative to another root: copy/...
 
 
-def test_an_archive_that_is_one_file_gives_it_the_id_of_its_stem(tmp_path):
-    from jobs.score import CallInput, list_calls
-
-    alone = write_speech(tmp_path / "q" / "c-7.wav", seconds=1.0, sample_rate=8000)
-    assert list_calls(str(alone)) == [CallInput("c-7", str(alone))]
-    in_a_day = write_speech(tmp_path / DATE / "c-8.wav", seconds=1.0, sample_rate=8000)
-    assert list_calls(str(in_a_day)) == list_calls(str(tmp_path / DATE)) == [CallInput(f"{DATE}/c-8", str(in_a_day))]
-
-
 def test_a_changed_agent_channel_rescores_the_call(bundle, tmp_path, local_ray):
     archive, out = tmp_path / DATE, tmp_path / "reports"
     write_audio(archive / "q" / "c-1.wav", turn_taking_call(8000), 8000)

@@ -7,7 +7,7 @@ import pytest
 
 from ser_core.labels import EMOTIONS, VALENCE_AROUSAL
 from ser_core.scoring import call_metrics
-from ser_core.scoring.calls import CallResult, ScoringConfig, summarise_call, turn_rows
+from ser_core.scoring.calls import CallResult, ScoringConfig, Windows, summarise_call, turn_rows
 
 AGENT = np.array([[1.0, 5.0], [5.3, 8.0], [20.0, 30.0]])  # a 0.3 s pause bridged: two turns
 CUSTOMER = np.array([[7.0, 12.0], [29.0, 29.4], [31.0, 35.0]])  # interrupts at 7 (1.0 s overlap); 29.0 overlaps 0.4 s only
@@ -59,9 +59,8 @@ def constructed_call() -> CallResult:
     agent_start, customer_start = np.array([1.0, 2.25, 5.3, 20.0, 27.5]), np.array([7.0, 8.25, 9.5, 31.0, 32.5])
     emotions = ["neutral"] * 5 + ["happy", "happy", "neutral", "angry", "angry"]
     start = np.concatenate([agent_start, customer_start])
-    return CallResult("q/c-1", "/a/q/c-1.wav", "ok", None, DURATION, 8000, 2, [AGENT, CUSTOMER],
-                      channel=np.array([0] * 5 + [1] * 5, np.int32), start_s=start, end_s=start + 2.5,
-                      rms_db=np.zeros(10, np.float32), probs=one_hot(emotions))
+    windows = Windows(np.array([0] * 5 + [1] * 5, np.int32), start, start + 2.5, np.zeros(10, np.float32), one_hot(emotions))
+    return CallResult("q/c-1", "/a/q/c-1.wav", "ok", None, DURATION, 8000, 2, [AGENT, CUSTOMER], windows)
 
 
 def test_the_calls_row_carries_the_metrics():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ser_core.labels import EMOTIONS, NEGATIVE_EMOTIONS, VALENCE_AROUSAL
-from ser_core.scoring.calls import CallResult, ScoringConfig, escalation, speaker_role, summarise_call, window_labels
+from ser_core.scoring.calls import (CallResult, ScoringConfig, Windows, escalation, speaker_role, summarise_call,
+                                    window_labels)
 
 
 def one_hot(emotions: list[str]) -> np.ndarray:
@@ -49,9 +50,8 @@ def test_summary_per_role_of_a_stereo_call():
     channel = np.array([0] * len(agent) + [1] * len(customer), np.int32)
     start_s = np.concatenate([np.arange(len(agent)) * 1.25, np.arange(len(customer)) * 1.25 + 0.5])
     talk = [np.array([[0.0, 5.0]]), np.array([[10.0, 15.0], [20.0, 24.0]])]
-    result = CallResult("q/c-1", "/a/q/c-1.wav", "ok", None, 30.0, 8000, 2, talk, channel=channel,
-                        start_s=start_s, end_s=start_s + 2.5, rms_db=np.zeros(len(channel), np.float32),
-                        probs=one_hot(agent + customer))
+    windows = Windows(channel, start_s, start_s + 2.5, np.zeros(len(channel), np.float32), one_hot(agent + customer))
+    result = CallResult("q/c-1", "/a/q/c-1.wav", "ok", None, 30.0, 8000, 2, talk, windows)
     row = summarise_call(result, ScoringConfig(agent_channel=0))
     assert row["agent_speech_s"] == 5.0 and row["customer_speech_s"] == 9.0
     assert row["agent_segments"] == len(agent) and row["customer_segments"] == len(customer)

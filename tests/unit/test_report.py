@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import main
-from jobs.score import PartWriter
+from ser_core.scoring.parts import PartWriter
 from ser_core.labels import EMOTIONS
 from ser_core.reports.queries import build_report
 from ser_core.reports.store import Lease, ReportStore
-from ser_core.scoring.calls import CallResult, ScoringConfig
+from ser_core.scoring.calls import CallResult, ScoringConfig, Windows
 
 NEGATIVE, CALM = "angry", "neutral"
 
@@ -28,8 +28,8 @@ def stereo_call(call_id: str, agent: list[str], customer: list[str]) -> CallResu
     channel = np.array([0] * len(agent) + [1] * len(customer), np.int32)
     start = np.concatenate([np.arange(len(agent)), np.arange(len(customer))]) * 1.25
     talk = [np.array([[0.0, 30.0]]), np.array([[40.0, 80.0]])]
-    return CallResult(call_id, f"/archive/{call_id}.wav", "ok", None, 120.0, 8000, 2, talk, channel=channel,
-                      start_s=start.astype(float), end_s=start + 2.5, rms_db=np.full(len(emotions), -20.0, np.float32), probs=probs)
+    windows = Windows(channel, start.astype(float), start + 2.5, np.full(len(emotions), -20.0, np.float32), probs)
+    return CallResult(call_id, f"/archive/{call_id}.wav", "ok", None, 120.0, 8000, 2, talk, windows)
 
 
 CALLS = {
@@ -59,7 +59,7 @@ def write_reports(out: str, calls: dict[str, list[CallResult]] = CALLS) -> None:
 
 def expected_shares(role_channel: int) -> pd.Series:
     emotions = [EMOTIONS[i] for calls in CALLS.values() for r in calls if r.status == "ok"
-                for i in r.probs[r.channel == role_channel].argmax(axis=1)]
+                for i in r.windows.probs[r.windows.channel == role_channel].argmax(axis=1)]
     return (pd.Series(emotions).value_counts(normalize=True) * 100).round(1)
 
 
