@@ -129,7 +129,7 @@ def measure(command: list[str], work: Path) -> dict:
 
 def build(out: Path, corpora: list[str], calls: int, customer_turns: int, seed: int) -> float:
     """An archive via ``make_archive``; returns its hours of audio."""
-    from jobs.make_archive import ArchiveConfig, make_archive
+    from ser_core.audio.call_archive import ArchiveConfig, make_archive
     from ser_core.corpora import parse_corpus_option
 
     config = ArchiveConfig(out=str(out), corpora=tuple(map(parse_corpus_option, corpora)), calls=calls, customer_turns=customer_turns,
@@ -259,7 +259,7 @@ def accuracy(args) -> dict:
     import duckdb
     import pandas as pd
 
-    from jobs.make_archive import ArchiveConfig, make_archive
+    from ser_core.audio.call_archive import ArchiveConfig, make_archive
     from ser_core.corpora import parse_corpus_option
     from ser_core.labels import EMOTIONS
     from ser_core.models.bundle import load_bundle

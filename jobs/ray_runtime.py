@@ -1,4 +1,5 @@
-"""Starting or joining Ray the same way in every job, and how much of Ray's and TensorFlow's output the user sees.
+"""Starting or joining Ray the same way in every job, one task per shard for the jobs that write shards, and how much
+of Ray's and TensorFlow's output the user sees.
 
 Verbosity (``ser -v``, ``SER_VERBOSITY``) is one number for the driver, its workers and ``ser submit`` jobs:
 
@@ -17,10 +18,14 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
+from tqdm import tqdm
 
+from ser_core import storage
+from ser_core.corpora.manifest import Utterance
 from ser_core.text import shown
 
 # Keeps Ray's node on loopback instead of the machine's interface address (seen with Ray 2.60).
@@ -130,3 +135,21 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     else:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common)
     _quiet_ray_data(level)
+
+
+def run_shard_tasks(work: Callable[..., float], shards: dict[str, list[Utterance]], splits: dict[str, str], settings: object,
+                    folders: tuple[str, str], *, desc: str, progress: bool, **task_options) -> float:
+    """Run ``work(shard, splits, settings, rows_uri, errors_uri)`` as one Ray task per shard (``task_options``: Ray's),
+    the URIs being the shard's name in each of ``folders``; return the sum of what the tasks return (seconds of audio),
+    with a progress bar counting files."""
+    task = ray.remote(work).options(**task_options)
+    splits_ref = ray.put(splits)
+    pending = {task.remote(shard, splits_ref, settings, *(storage.join(folder, name) for folder in folders)): len(shard)
+               for name, shard in shards.items()}
+    total = 0.0
+    with tqdm(total=sum(pending.values()), unit="file", desc=desc, disable=not progress) as bar:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            total += ray.get(ready[0])
+            bar.update(pending.pop(ready[0]))
+    return total

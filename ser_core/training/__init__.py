@@ -1,1 +1,2 @@
-"""Training: examples, shard planning, streamed training windows, metrics and figures."""
+"""Training: examples, corpora to feature or embedding shards (planning, writing), streamed training windows,
+metrics and figures."""

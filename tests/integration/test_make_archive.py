@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from jobs.make_archive import RATE, SYNTHETIC_NOTICE
 from jobs.make_archive import cli as archive_cli
+from ser_core.audio.call_archive import RATE, SYNTHETIC_NOTICE
 from ser_core.corpora import scan_all
 from ser_core.corpora.splits import HeldOutGroups, assign_splits
 from tests.audio_factory import write_speech

@@ -348,7 +348,7 @@ def test_a_killed_worker_loses_and_duplicates_no_call(bundle, tmp_path, local_ra
 
 
 def test_segments_follow_the_turns_of_a_generated_archive(bundle, tmp_path, local_ray):
-    from jobs.make_archive import ArchiveConfig, make_archive
+    from ser_core.audio.call_archive import ArchiveConfig, make_archive
 
     make_archive(ArchiveConfig(out=str(tmp_path / "demo"), calls=3, customer_turns=4, date=DATE, seed=3))
     summary = score(tmp_path / "demo" / "audio", tmp_path / "reports", bundle)

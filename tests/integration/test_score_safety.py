@@ -39,7 +39,7 @@ DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
 @pytest.fixture(scope="module")
 def three_days(tmp_path_factory) -> tuple[Path, set[str]]:
     """Three ``ser make-archive`` outputs, one day each, with the same queue and call names every day."""
-    from jobs.make_archive import ArchiveConfig, make_archive
+    from ser_core.audio.call_archive import ArchiveConfig, make_archive
 
     root = tmp_path_factory.mktemp("days")
     truth = set()

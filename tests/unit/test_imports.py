@@ -131,12 +131,12 @@ def test_no_job_imports_another():
 
 
 def entry_point(name: str) -> bool:
-    """A name ``bench/`` may take from ``jobs``: a ``run_*`` function, a job config, ``make_archive``, a command.
+    """A name ``bench/`` may take from ``jobs``: a ``run_*`` function, a job config, a command.
 
-    >>> [entry_point(n) for n in ("run_train", "TrainJobConfig", "make_archive", "cli", "scan_windows")]
-    [True, True, True, True, False]
+    >>> [entry_point(n) for n in ("run_train", "TrainJobConfig", "cli", "make_archive", "scan_windows")]
+    [True, True, True, False, False]
     """
-    return name.startswith("run_") or (name[:1].isupper() and name.endswith("Config")) or name in ("make_archive", "cli", "main")
+    return name.startswith("run_") or (name[:1].isupper() and name.endswith("Config")) or name in ("cli", "main")
 
 
 def test_bench_takes_only_entry_points_from_jobs():
