@@ -1,1 +1,1 @@
-"""Training: examples, shard planning, streamed training windows, metrics and figures."""
+"""Training: examples, shard planning, streamed training windows, a run's checks and records, evaluation, metrics and figures."""
