@@ -10,47 +10,49 @@ runs the same number of steps per epoch as every other worker under ``MultiWorke
 auto-sharding off). It holds the original copies of the validation split, scores them at utterance level after
 every epoch and reports a checkpoint; model selection and early stopping use the validation score only, never
 the test split. A failed worker makes Ray Train restart the group from the last checkpoint (``FailureConfig``); ``--resume``
-continues an interrupted run from its run folder. The driver finally loads the best weights, scores the
-validation and test splits and publishes the bundle (:mod:`ser_core.models.bundle`), with the held-out validation and
-test groups of every corpus so that ``evaluate``/``make-archive --split test`` use exactly what training held out.
+continues an interrupted run from its run folder (checked by :mod:`ser_core.training.runs`). The driver finally
+loads the best weights, scores the validation and test splits (:mod:`ser_core.training.evaluation`) and publishes
+the bundle (:mod:`ser_core.models.bundle`; its record of the run: :mod:`ser_core.training.records`), with the
+held-out validation and test groups of every corpus so that ``evaluate``/``make-archive --split test`` use exactly
+what training held out.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import logging
 import os
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
-import pandas as pd
 
 from jobs import options
 from jobs.ray_runtime import ensure_ray
 from ser_core import storage
-from ser_core.corpora.splits import HeldOutGroups
-from ser_core.errors import Refused
 from ser_core.frontends.features import FeatureSpec
-from ser_core.labels import EMOTIONS
 from ser_core.models.bundle import publish_bundle, stage_bundle
 from ser_core.models.cnn import ModelConfig, TrainConfig
 from ser_core.models.kinds import CNN
-from ser_core.models.provenance import git_revision
-from ser_core.training.examples import CALL_COPY
-from ser_core.training.metrics import grouped_reports, utterance_probabilities
+from ser_core.training.evaluation import evaluate_splits, predict_windows, selection_score, utterance_reports
+from ser_core.training.records import CnnRun, cnn_info
+from ser_core.training.runs import (
+    check_resume,
+    checked_windows,
+    feature_spec,
+    features_identity,
+    read_feature_metadata,
+    record_features,
+)
 from ser_core.training.streaming import (
     batches_per_worker_epoch,
     cell_weights,
     read_split,
-    scan_windows,
     shard_moments,
     shuffled_batches,
     split_files,
@@ -62,7 +64,6 @@ log = logging.getLogger(__name__)
 TRAIN_STATE = "state.json"
 BEST_WEIGHTS = "best.weights.npz"
 TF_CHECKPOINT = "train"
-RUN_FEATURES = "features.json"  # in the run folder: what its checkpoints were trained on
 SELECTION_METRIC = "val_uar"
 SHUFFLE_WINDOWS = 1024  # a worker's shuffle buffer (84 MB of windows)
 # glibc settings for the processes of a local Ray: few malloc arenas, and large arrays (shards, batches) always
@@ -93,45 +94,6 @@ class TrainJobConfig:
         return path if storage.is_remote(path) else os.path.abspath(path)
 
 
-def read_feature_metadata(features: str) -> dict:
-    """The extraction's ``metadata.json`` (feature spec, augmentation, splits)."""
-    return json.loads(storage.read_bytes(storage.join(features, "metadata.json")))
-
-
-def features_identity(features: str, metadata: dict) -> dict:
-    """What a resumed run must share with its checkpoints: feature version, split settings, augmentation, shard contents.
-
-    Shard file names carry a hash of their utterances, splits and extraction settings, so ``shards`` changes
-    whenever the extracted data does.
-    """
-    shards = sorted(storage.parquet_files(storage.join(features, "features")))
-    return {
-        "feature_version": metadata["feature_version"],
-        "split_config": metadata.get("split_config"),
-        "augmentation": {key: metadata.get(key) for key in ("augment_copies", "augment_policy", "augment_splits")},
-        "shards": hashlib.sha256("\n".join(shards).encode()).hexdigest(),
-    }
-
-
-def check_resume(run_storage: str, identity: dict) -> None:
-    """Refuse to resume a run whose checkpoints were trained on other features or split settings."""
-    path = storage.join(run_storage, RUN_FEATURES)
-    if not storage.exists(path):
-        raise Refused(f"cannot --resume {run_storage}: it has no record ({RUN_FEATURES}) of the features it "
-                      "was trained on; start afresh without --resume")
-    recorded = json.loads(storage.read_bytes(path))
-    differs = [key for key in identity if recorded.get(key) != identity[key]]
-    if differs:
-        raise Refused(f"cannot --resume {run_storage}: these features differ from its checkpoints' in "
-                      f"{', '.join(differs)}; start afresh without --resume")
-
-
-def features_held_out(features: str) -> HeldOutGroups:
-    """The validation and test groups per corpus of an extraction (from its ``manifest.parquet``)."""
-    rows = storage.read_parquet(storage.join(features, "manifest.parquet")).select(["corpus", "split_group", "split"]).to_pylist()
-    return HeldOutGroups.from_rows((r["corpus"], r["split_group"], r["split"]) for r in rows)
-
-
 def feature_normalisation(files: list[str], spec: FeatureSpec, tasks: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std over every frame of the training windows: ``tasks`` Ray tasks, each streaming over its
     share of the shard files and sending back sums; each task's process exits after it, so its memory goes back."""
@@ -142,26 +104,6 @@ def feature_normalisation(files: list[str], spec: FeatureSpec, tasks: int) -> tu
     task = ray.remote(num_cpus=1, max_calls=1)(shard_moments)
     parts = ray.get([task.remote(files[i::tasks], spec) for i in range(min(tasks, len(files)))])
     return normalisation_stats(np.sum([p[0] for p in parts], axis=0), np.sum([p[1] for p in parts], axis=0), sum(p[2] for p in parts))
-
-
-def utterance_predictions(window_probs: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
-    """One row per utterance: its metadata, mean window probabilities (``prob_<label>``) and ``predicted``."""
-    ids, probs = utterance_probabilities(meta["utterance_id"], window_probs)
-    rows = meta.drop_duplicates("utterance_id").set_index("utterance_id").loc[ids].reset_index()
-    for i, label in enumerate(EMOTIONS):
-        rows[f"prob_{label}"] = probs[:, i]
-    rows["predicted"] = [EMOTIONS[i] for i in probs.argmax(axis=1)]
-    return rows
-
-
-def selection_score(reports: dict) -> float:
-    """Model-selection score: the mean over corpora of the utterance-level UAR (each corpus counts the same)."""
-    return float(np.mean([r["uar"] for name, r in reports.items() if name != "overall"]))
-
-
-def _predict(model, parts: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
-    return np.concatenate([model(x[i : i + batch_size].astype(np.float32), training=False).numpy()
-                           for x in parts for i in range(0, len(x), batch_size)])
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -197,9 +139,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if checkpoint:
         with checkpoint.as_directory() as folder:
             tf_checkpoint.read(os.path.join(folder, TF_CHECKPOINT)).expect_partial()
-            state = json.loads(Path(folder, TRAIN_STATE).read_text())
-            with np.load(os.path.join(folder, BEST_WEIGHTS)) as stored:
-                best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
+            state, best_weights = read_checkpoint(folder)
         state["restored_from_epoch"] = state["epoch"]
 
     stream = train_stream(loop_config["train_files"], spec, (mean, std), weights, rank, world, train_config.seed, state["epoch"])
@@ -214,7 +154,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         # call still running when an iterator is destroyed can hang the worker.
         dataset = ser_model.streamed_train_dataset(lambda: itertools.islice(batches, per_epoch), spec, train_config)
         fitted = model.fit(dataset, steps_per_epoch=steps, initial_epoch=epoch, epochs=epoch + 1, verbose=0)
-        reports = grouped_reports(utterance_predictions(_predict(model, x_val), meta_val))
+        reports = utterance_reports(predict_windows(model, x_val), meta_val)
         score = selection_score(reports)
         metrics = {
             "epoch": epoch,
@@ -253,62 +193,11 @@ def _maybe_fail(loop_config: dict, epoch: int, rank: int, world: int) -> None:
     os._exit(1)
 
 
-def data_summary(meta: pd.DataFrame) -> dict:
-    """Utterance counts per split, corpus, speaker and emotion (original copies) and window counts (all copies)."""
-    originals = meta[meta["copy"] == 0].drop_duplicates("utterance_id")
-    summary = {}
-    for split, part in originals.groupby("split"):
-        summary[split] = {
-            "utterances": int(len(part)),
-            "windows_all_copies": int((meta["split"] == split).sum()),
-            "per_corpus": {k: int(v) for k, v in Counter(part["corpus"]).items()},
-            "per_emotion": {k: int(v) for k, v in Counter(part["emotion"]).items()},
-            "per_corpus_emotion": {f"{c}/{e}": int(n) for (c, e), n in part.groupby(["corpus", "emotion"]).size().items()},
-            "per_speaker": {k: int(v) for k, v in Counter(part["speaker"]).items()},
-        }
-    return summary
-
-
-def write_bundle_figures(folder: str, info: dict) -> list:
-    """Learning curves and the overall validation/test confusion matrices as PNGs in the local ``folder/figures``."""
-    from ser_core.training import plots
-
-    figures = os.path.join(folder, "figures")
-    written = [plots.learning_curves(info["training"]["history"], os.path.join(figures, "learning_curves.png"), info["training"]["best_epoch"])]
-    for key, reports in info["metrics"].items():
-        r = reports["overall"]
-        split, _, channel = key.partition("_")
-        written.append(plots.confusion(r, os.path.join(figures, f"confusion_{key}.png"),
-                                       f"all corpora, {split} split, {channel or 'clip'}: UAR {r['uar']:.3f}, n={r['n']}"))
-    return written
-
-
-def evaluate_splits(model, meta: pd.DataFrame, spec: FeatureSpec, mean: np.ndarray, std: np.ndarray) -> dict:
-    """Utterance-level reports per corpus and overall of the ``validation`` and ``test`` splits: the clips (keys
-    ``validation``, ``test``) and the clips through the call channel (``validation_call``, ``test_call``)."""
-    metrics = {}
-    for split in ("validation", "test"):
-        for copy, key in ((0, split), (CALL_COPY, f"{split}_call")):
-            parts, split_meta = read_split(split_files(meta, split), spec, split, (mean, std), copy=copy)
-            if parts:
-                metrics[key] = grouped_reports(utterance_predictions(_predict(model, parts), split_meta))
-    return metrics
-
-
-def checked_windows(config: TrainJobConfig, spec: FeatureSpec) -> tuple[pd.DataFrame, list[str], int]:
-    """The windows' metadata, the training shard files and the training window count; refuses a set too small for
-    the batch, the workers or without a validation split."""
-    meta = scan_windows(config.features)  # metadata columns only: the training windows are never loaded here
-    n_train = int((meta["split"] == "train").sum())
-    train_files = split_files(meta, "train")
-    if n_train < config.train.batch_size or not (meta["split"] == "validation").any():
-        raise Refused(f"{config.features}: need at least {config.train.batch_size} training windows and a validation split")
-    if config.train.batch_size % config.workers:
-        raise Refused(f"--batch-size {config.train.batch_size} must be a multiple of --workers {config.workers}")
-    if len(train_files) < config.workers:
-        raise Refused(f"{config.features}: {len(train_files)} shard file(s) of training windows for {config.workers} "
-                      "workers; extract with a smaller --shard-size or train with fewer workers")
-    return meta, train_files, n_train
+def read_checkpoint(folder: str) -> tuple[dict, list[np.ndarray]]:
+    """A run checkpoint's training state and best weights so far (as rank 0 wrote them)."""
+    state = json.loads(Path(folder, TRAIN_STATE).read_text())
+    with np.load(os.path.join(folder, BEST_WEIGHTS)) as stored:
+        return state, [stored[f"w{i}"] for i in range(len(stored.files))]
 
 
 def run_train(config: TrainJobConfig) -> dict:
@@ -317,13 +206,12 @@ def run_train(config: TrainJobConfig) -> dict:
     from ray.train.tensorflow import TensorflowTrainer
 
     from ser_core.models.cnn import build_model
+    from ser_core.training.figures import cnn_bundle_figures
 
     started = time.time()
     notes = json.loads(storage.read_bytes(config.notes)) if config.notes else None
     metadata = read_feature_metadata(config.features)
-    spec = FeatureSpec.from_dict(metadata["feature_spec"])
-    if spec.version != metadata["feature_version"]:
-        raise Refused(f"{config.features}: metadata feature spec hashes to {spec.version}, not {metadata['feature_version']}")
+    spec = feature_spec(config.features, metadata)
     identity = features_identity(config.features, metadata)
     if config.resume:
         check_resume(config.run_storage, identity)
@@ -332,7 +220,7 @@ def run_train(config: TrainJobConfig) -> dict:
             os.environ.setdefault(name, value)  # inherited by the Ray processes started next
     ensure_ray(config.ray_address)
 
-    meta, train_files, n_train = checked_windows(config, spec)
+    meta, train_files, n_train = checked_windows(config.features, config.train.batch_size, config.workers)
     mean, std = feature_normalisation(train_files, spec, tasks=max(1, config.workers))
 
     run_storage = config.run_storage
@@ -342,7 +230,7 @@ def run_train(config: TrainJobConfig) -> dict:
         if fs.exists(path):
             log.info("removing the previous run %s (pass --resume to continue it)", path)
             fs.rm(path, recursive=True)
-        storage.write_bytes_atomic(storage.join(run_storage, RUN_FEATURES), json.dumps(identity, indent=2).encode())
+        record_features(run_storage, identity)
     loop_config = {
         "spec": spec.to_dict(),
         "model": dataclasses.asdict(config.model),
@@ -371,56 +259,18 @@ def run_train(config: TrainJobConfig) -> dict:
     train_seconds = time.time() - started
 
     with result.checkpoint.as_directory() as folder:
-        state = json.loads(Path(folder, TRAIN_STATE).read_text())
-        with np.load(os.path.join(folder, BEST_WEIGHTS)) as stored:
-            best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
+        state, best_weights = read_checkpoint(folder)
     model = build_model(spec, config.model)
     model.set_weights(best_weights)
-    info = bundle_info(config, model, metadata, meta, spec, state, train_seconds)
+    info = cnn_info(model, spec, config.features, metadata, meta, CnnRun(config.model, config.train, config.workers, state, train_seconds))
     info["metrics"] = evaluate_splits(model, meta, spec, mean, std)
     if notes:
         info["experiments"] = notes
     with tempfile.TemporaryDirectory() as folder:
         stage_bundle(model, spec, mean, std, folder, info=info, card=CNN.card(info))
-        write_bundle_figures(folder, info)
+        cnn_bundle_figures(folder, info)
         publish_bundle(folder, config.out)
     return info
-
-
-def bundle_info(config: TrainJobConfig, model, metadata: dict, meta: pd.DataFrame, spec: FeatureSpec, state: dict,
-                train_seconds: float) -> dict:
-    """What ``bundle.json`` records of the training run (metrics and experiments are added by the caller)."""
-    from ser_core.models.cnn import _keras
-
-    return {
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git_revision": git_revision(),
-        "parameters": int(model.count_params()),
-        "window_shape": list(spec.window_shape),
-        "feature_version": spec.version,
-        "segmentation": metadata.get("segmentation"),
-        "keras": f"tf_keras {_keras().__version__}",
-        "model_config": dataclasses.asdict(config.model),
-        "train_config": dataclasses.asdict(config.train),
-        "features": {
-            "source": config.features.rstrip("/").split("/")[-1],  # the folder name: no path of the training machine
-            "augment_copies": metadata.get("augment_copies"),
-            "augment_policy": metadata.get("augment_policy"),
-            "split_config": metadata.get("split_config"),
-            "corpora": metadata.get("corpora"),
-        },
-        "held_out_groups": features_held_out(config.features).to_dict(),
-        "data_summary": data_summary(meta),
-        "training": {
-            "workers": config.workers,
-            "best_epoch": state["best_epoch"],
-            "best_val_score": state["best_score"],
-            "selection": "mean over corpora of utterance-level UAR on the validation split, through the call channel",
-            "history": state["history"],
-            "restored_from_epoch": state["restored_from_epoch"],
-            "wall_seconds": round(train_seconds, 1),
-        },
-    }
 
 
 @click.command("train")

@@ -24,13 +24,9 @@ import pandas as pd
 
 from jobs import options
 from ser_core import storage
-from ser_core.corpora.splits import HeldOutGroups
-from ser_core.errors import Refused
 from ser_core.frontends.embeddings import EmbeddingSpec, read_embeddings
-from ser_core.labels import EMOTIONS
-from ser_core.models.head import RECIPES, HeadConfig, centre_by_group, speaker_groups
-from ser_core.training.examples import CALL_COPY
-from ser_core.training.metrics import grouped_reports, utterance_probabilities
+from ser_core.models.head import RECIPES, HeadConfig, head_inputs
+from ser_core.training.records import HeadRun, head_info, sweep_record
 
 FIT_SPLITS = {"train": ("train",), "development": ("train", "validation")}
 WEIGHTS_FILE = "head.weights.npz"
@@ -75,41 +71,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
         ray.train.report({"windows": len(x)}, checkpoint=checkpoint)
 
 
-def evaluate(model, x: np.ndarray, meta: pd.DataFrame, mean: np.ndarray, std: np.ndarray) -> dict:
-    """Utterance-level reports per split, through the call channel (``/call``) and as recorded (``/clean``), per corpus."""
-    reports = {}
-    for split in ("train", "validation", "test"):
-        for copy, name in ((0, "clean"), (CALL_COPY, "call")):
-            rows = ((meta["split"] == split) & (meta["copy"] == copy)).to_numpy()
-            if not rows.any():
-                continue
-            probs = model.predict((x[rows] - mean) / std, batch_size=2048, verbose=0)
-            ids, utt = utterance_probabilities(meta["utterance_id"][rows].tolist(), probs)
-            truth = meta[rows].drop_duplicates("utterance_id").set_index("utterance_id").loc[ids].reset_index()
-            truth["predicted"] = np.asarray(EMOTIONS)[utt.argmax(1)]
-            reports[f"{split}/{name}"] = grouped_reports(truth)
-    return reports
-
-
-def recorded_sweep(config: TrainHeadJobConfig, spec: EmbeddingSpec) -> dict | None:
-    """The ``--experiments`` sweep with a sentence on the shipped choice; refuses a recipe or depth other than the
-    sweep's choice unless ``--choice-note`` says why."""
-    if not config.experiments:
-        return None
-    sweep = json.loads(storage.read_bytes(config.experiments))
-    rule = "the sweep's rule (best sum of mean validation and mean LOCO UAR, call channel)"
-    shipped = {"recipe": config.recipe, "layers": spec.layers}
-    picked = sweep.get("chosen")  # encoder_sweep: a recipe; layer_sweep: {"layers": K, "recipe": name}
-    picked = picked if isinstance(picked, dict) else {"recipe": picked, "layers": spec.layers}
-    if shipped == {"recipe": picked["recipe"], "layers": int(picked["layers"])}:
-        chosen = f"Shipped: `{config.recipe}` on encoder layers 1-{spec.layers}, chosen by {rule}."
-    elif config.choice_note:
-        chosen = f"Shipped: `{config.recipe}` on encoder layers 1-{spec.layers}; {rule} picks {picked}. {config.choice_note}"
-    else:
-        raise Refused(f"--recipe {config.recipe} on {spec.layers} layers is not the sweep's choice {picked}: say why with --choice-note")
-    return {**sweep, "chosen": chosen}
-
-
 def run_train_head(config: TrainHeadJobConfig) -> dict:
     """Fit the head with Ray Train and write the bundle to ``config.out``; return the bundle's info."""
     import ray.data
@@ -121,24 +82,21 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
     from ser_core.models.bundle import publish_bundle, stage_bundle
     from ser_core.models.head import build_head
     from ser_core.models.kinds import WHISPER_HEAD
-    from ser_core.models.provenance import git_revision
     from ser_core.models.whisper_head import manifest_fields
+    from ser_core.training.evaluation import evaluate_embeddings
+    from ser_core.training.figures import head_bundle_figures
 
     started = time.time()
     head = dataclasses.replace(RECIPES[config.recipe], seed=config.seed, **({"epochs": config.epochs} if config.epochs else {}))
     x, meta, metadata = read_embeddings(config.embeddings)
     spec = EmbeddingSpec.from_dict(metadata["embedding_spec"])
-    experiments = recorded_sweep(config, spec)
-    fit_rows = (meta["split"].isin(FIT_SPLITS[config.fit_on]) & meta["copy"].isin(head.copies)).to_numpy()
-    speaker_norm = None
-    if head.speaker_norm:
-        prior = x[fit_rows].mean(0)
-        x = centre_by_group(x, speaker_groups(meta), prior, head.speaker_prior_windows)
-        speaker_norm = {"prior": prior.tolist(), "prior_windows": head.speaker_prior_windows}
-    mean, std = x[fit_rows].mean(0), x[fit_rows].std(0) + 1e-3
+    experiments = sweep_record(json.loads(storage.read_bytes(config.experiments)), config.recipe, spec.layers,
+                               config.choice_note) if config.experiments else None
+    inputs = head_inputs(x, meta, head, FIT_SPLITS[config.fit_on])
+    rows = inputs.fit_rows
     ensure_ray(config.ray_address)
-    train = ray.data.from_items([{"x": v, "corpus": c, "emotion": e}
-                                 for v, c, e in zip((x[fit_rows] - mean) / std, meta["corpus"][fit_rows], meta["emotion"][fit_rows])])
+    train = ray.data.from_items([{"x": v, "corpus": c, "emotion": e} for v, c, e in
+                                 zip((inputs.x[rows] - inputs.mean) / inputs.std, meta["corpus"][rows], meta["emotion"][rows])])
     with tempfile.TemporaryDirectory(prefix="ser-head-run-") as run_dir:
         result = TensorflowTrainer(
             train_loop_per_worker=train_loop_per_worker,
@@ -151,46 +109,19 @@ def run_train_head(config: TrainHeadJobConfig) -> dict:
             weights = [stored[f"arr_{i}"] for i in range(len(stored.files))]
     model = build_head(spec.dim, head)
     model.set_weights(weights)
-    originals = meta[meta["copy"] == 0].drop_duplicates("utterance_id")
-    fitted_as = originals["split"].where(~originals["split"].isin(FIT_SPLITS[config.fit_on]), "train")
-    groups = HeldOutGroups.from_rows(zip(originals["corpus"], originals["split_group"], fitted_as))
-    info = {
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git_revision": git_revision(),
-        "parameters": int(model.count_params()),
-        "head_recipe": config.recipe,
-        "segmentation": metadata.get("segmentation"),
-        "speaker_norm": speaker_norm,
-        "head_config": dataclasses.asdict(head),
-        "held_out_groups": groups.to_dict(),
-        "embeddings": {"source": config.embeddings.rstrip("/").split("/")[-1], "split_config": metadata["split_config"],
-                       "corpora": [name for name, _ in metadata["corpora"]], "augment_copies": metadata["augment_copies"],
-                       "encoder_layers": spec.layers},
-        "training": {"fit_on": config.fit_on, "fit_splits": list(FIT_SPLITS[config.fit_on]), "copies": list(head.copies),
-                     "windows": int(fit_rows.sum()), "workers": config.workers, "wall_seconds": round(time.time() - started, 1)},
-        "data_summary": {"utterances": {split: {c: int(n) for c, n in g["corpus"].value_counts().items()}
-                                        for split, g in originals.groupby("split")}},
-        "metrics": evaluate(model, x, meta, mean, std),
-    }
+    run = HeadRun(recipe=config.recipe, head=head, fit_on=config.fit_on, fit_splits=FIT_SPLITS[config.fit_on],
+                  windows=int(rows.sum()), workers=config.workers, wall_seconds=time.time() - started,
+                  speaker_norm=inputs.speaker_norm)
+    info = head_info(model, spec, config.embeddings, metadata, meta, run,
+                     evaluate_embeddings(model, inputs.x, meta, inputs.mean, inputs.std))
     if experiments:
         info["experiments"] = experiments
     with tempfile.TemporaryDirectory(prefix="ser-bundle-") as folder:
-        stage_bundle(model, FeatureSpec(sample_rate=spec.sample_rate), mean, std, folder, info, WHISPER_HEAD.card(info),
+        stage_bundle(model, FeatureSpec(sample_rate=spec.sample_rate), inputs.mean, inputs.std, folder, info, WHISPER_HEAD.card(info),
                      kind=WHISPER_HEAD.name, manifest=manifest_fields(spec))
-        write_figures(Path(folder, "figures"), info)
+        head_bundle_figures(folder, info)
         publish_bundle(folder, config.out)
     return info
-
-
-def write_figures(folder: Path, info: dict) -> list:
-    """Confusion matrices of the test split (call channel): all corpora, then each corpus."""
-    from ser_core.training import plots
-
-    folder.mkdir(parents=True, exist_ok=True)
-    reports = info["metrics"].get("test/call", {})
-    return [plots.confusion(r, folder / f"confusion_test_{'call' if name == 'overall' else name}.png",
-                            f"{name}, test split, call channel: UAR {r['uar']:.3f}, n={r['n']}")
-            for name, r in reports.items()]
 
 
 @click.command("train-head")

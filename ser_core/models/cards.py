@@ -45,7 +45,7 @@ def cnn_card(info: dict) -> str:
         lines += ["", "## What changed from the previous model", "", *notes["changes"]]
     features = info["features"]
     lines += ["", "## Training data (utterances, original copies)", "",
-              f"Features from {', '.join(name for name, _ in features['corpora'])}: every utterance as a clip and through the call "
+              f"Features from {', '.join(features['corpora'])}: every utterance as a clip and through the call "
               f"channel, and {features['augment_copies']} augmented copies (pitch, stretch, telephone channel, gain, noise; then the "
               "call channel) of each training utterance only.", ""]
     for split in ("train", "validation", "test"):
@@ -57,7 +57,7 @@ def cnn_card(info: dict) -> str:
         "",
         "## Limits",
         "",
-        f"Acted emotions only ({', '.join(name for name, _ in features['corpora'])}). "
+        f"Acted emotions only ({', '.join(features['corpora'])}). "
         "Expect lower accuracy on spontaneous speech, other languages and unseen recording chains; calm is "
         "merged into neutral. Not for decisions about individuals.",
         "",

@@ -108,7 +108,30 @@ def fit_head(x: np.ndarray, meta: pd.DataFrame, config: HeadConfig, epochs: int 
     return model
 
 
-
 def speaker_groups(meta: pd.DataFrame) -> np.ndarray:
     """The speaker-normalisation group of each window: corpus, speaker and copy (the call copy is another channel)."""
     return (meta["corpus"] + "/" + meta["speaker"] + "#" + meta["copy"].astype(str)).to_numpy()
+
+
+@dataclass(frozen=True)
+class HeadInputs:
+    """Pooled windows as a head is fitted on them: speaker-centred when the recipe says so, the rows fitted on and
+    their standardisation."""
+
+    x: np.ndarray
+    fit_rows: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    speaker_norm: dict | None
+    """The prior that scoring centres each speaker towards, as the bundle records it; ``None`` without speaker_norm."""
+
+
+def head_inputs(x: np.ndarray, meta: pd.DataFrame, config: HeadConfig, fit_splits: tuple[str, ...]) -> HeadInputs:
+    """The windows of ``x`` (rows described by ``meta``) ready for a head of ``config`` fitted on ``fit_splits``."""
+    fit_rows = (meta["split"].isin(fit_splits) & meta["copy"].isin(config.copies)).to_numpy()
+    speaker_norm = None
+    if config.speaker_norm:
+        prior = x[fit_rows].mean(0)
+        x = centre_by_group(x, speaker_groups(meta), prior, config.speaker_prior_windows)
+        speaker_norm = {"prior": prior.tolist(), "prior_windows": config.speaker_prior_windows}
+    return HeadInputs(x, fit_rows, x[fit_rows].mean(0), x[fit_rows].std(0) + 1e-3, speaker_norm)

@@ -151,6 +151,7 @@ def test_two_workers_write_checkpoints_and_the_bundle_reloads_to_the_same_predic
     bundle_info = json.loads((out / "bundle.json").read_text())
     assert set(bundle_info["metrics"]) == {"validation", "test", "validation_call", "test_call"}
     assert bundle_info["data_summary"]["train"]["utterances"] == 28
+    assert bundle_info["features"]["corpora"] == ["ravdess"]  # by name: the corpus path given to extract is not recorded
     manifest = pd.read_parquet(Path(tiny_features) / "manifest.parquet")
     for split in ("validation", "test"):
         assert bundle_info["held_out_groups"][split] == {"ravdess": sorted(set(manifest[manifest["split"] == split]["split_group"]))}

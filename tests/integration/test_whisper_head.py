@@ -59,6 +59,7 @@ def test_train_head_bundle_evaluates_and_predicts(embedded):
     assert "layers 1-6 of the 6" in card and "| layers 3, logreg | 0.500 | - |" in card and "Full depth for this test." in card
     assert info["model_kind"] == "whisper-head" and info["model_version"].startswith("ser-whisper-head-")
     assert set(info["files"]) >= {"model.keras"} and info["training"]["fit_on"] == "train"
+    assert info["embeddings"]["corpora"] == ["ravdess"]
     assert info["held_out_groups"]["test"]["ravdess"] and info["held_out_groups"]["validation"]["ravdess"]
     assert {"validation/call", "test/clean"} <= set(info["metrics"])
     bundle = load_bundle(out)
