@@ -29,9 +29,9 @@ from ser_core.reports.queries import build_report
 from ser_core.reports.store import LEASE_FILE
 from ser_core.scoring.calls import CallResult
 from tests.audio_factory import write_audio, write_speech
-from tests.integration.test_report import NEGATIVE, stereo_call, write_reports
 from tests.integration.test_report_html import CHROMIUM, screenshot
 from tests.integration.test_score import DATE, bundle, connect, rows, turn_taking_call  # noqa: F401
+from tests.report_factory import NEGATIVE, stereo_call, write_reports
 
 HOSTILE = "e\x1b]0;PWNED\x07\x1b[2Jx"  # printed raw, it retitles the terminal window and clears the screen
 HOSTILE_SHOWN = rb"e\x1b]0;PWNED\x07\x1b[2Jx"

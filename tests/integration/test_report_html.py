@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from jobs.cli import main
-from tests.integration.test_report import CALLS, write_reports
+from tests.report_factory import CALLS, write_reports
 
 CHROMIUM = Path("/usr/bin/chromium")
 ESCALATED = ("d2/very-escalating", "d1/escalating")
