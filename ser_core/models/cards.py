@@ -8,6 +8,15 @@ from ser_core.frontends.encoder import ENCODER_LAYERS
 from ser_core.labels import EMOTIONS
 
 
+def corpus_names(features: dict) -> list[str]:
+    """The corpora a bundle was trained on, by name (bundles before 2026-12-06 recorded ``[name, path]`` pairs).
+
+    >>> corpus_names({"corpora": ["ravdess", ["tess", "../corpora/tess"]]})
+    ['ravdess', 'tess']
+    """
+    return [c if isinstance(c, str) else c[0] for c in features.get("corpora") or []]
+
+
 def cnn_card(info: dict) -> str:
     """The CNN's short human-readable card from the bundle's ``bundle.json`` content."""
     lines = [
@@ -44,8 +53,9 @@ def cnn_card(info: dict) -> str:
     if notes.get("changes"):
         lines += ["", "## What changed from the previous model", "", *notes["changes"]]
     features = info["features"]
+    corpora = ", ".join(corpus_names(features))
     lines += ["", "## Training data (utterances, original copies)", "",
-              f"Features from {', '.join(features['corpora'])}: every utterance as a clip and through the call "
+              f"Features from {corpora}: every utterance as a clip and through the call "
               f"channel, and {features['augment_copies']} augmented copies (pitch, stretch, telephone channel, gain, noise; then the "
               "call channel) of each training utterance only.", ""]
     for split in ("train", "validation", "test"):
@@ -57,7 +67,7 @@ def cnn_card(info: dict) -> str:
         "",
         "## Limits",
         "",
-        f"Acted emotions only ({', '.join(features['corpora'])}). "
+        f"Acted emotions only ({corpora}). "
         "Expect lower accuracy on spontaneous speech, other languages and unseen recording chains; calm is "
         "merged into neutral. Not for decisions about individuals.",
         "",

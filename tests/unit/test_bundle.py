@@ -24,6 +24,7 @@ from ser_core.models.bundle import (
     MODEL_FILE,
     BundleError,
     load_bundle,
+    model_kind,
     model_splits,
     publish_bundle,
     read_bundle_files,
@@ -187,6 +188,14 @@ def test_the_shipped_cnn_records_its_held_out_groups_and_hashes():
     assert set(info["files"]) == on_disk - {BUNDLE_FILE}
     for name, recorded in info["files"].items():
         assert hashlib.sha256((BUNDLED_MODEL_DIR / name).read_bytes()).hexdigest() == recorded["sha256"], name
+
+
+def test_the_shipped_cards_can_be_written_again_from_their_bundles():
+    for name in ("cnn", "whisper-head"):
+        info = read_bundle_info(name)
+        card = model_kind(info)[1].card(info)
+        assert "Acted emotions only (ravdess, tess" in card or name != "cnn"
+        assert "../" not in card and "/work/" not in card, name
 
 
 def utterance(corpus: str, speaker: str) -> Utterance:
