@@ -24,7 +24,6 @@ import numpy as np
 import scipy.signal
 
 RATE = 8000
-PARTIES = ("agent", "customer")
 
 
 @dataclass(frozen=True)

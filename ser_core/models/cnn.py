@@ -214,14 +214,6 @@ def sample_weights(corpus: np.ndarray, emotion: np.ndarray, balance: str) -> np.
     return np.array([weights[cell] for cell in cells], np.float32)
 
 
-def train_dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, config: TrainConfig):
-    """Shuffled, repeated, batched ``tf.data`` of in-memory ``(windows, one-hot labels, weights)`` (see :func:`finish_batches`)."""
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-    return finish_batches(dataset.repeat().batch(batch_size, drop_remainder=True), config)
-
-
 def streamed_train_dataset(batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], spec: FeatureSpec,
                            config: TrainConfig):
     """``tf.data`` over ready-made ``(windows, one-hot labels, weights)`` batches from ``batches()`` (see :func:`finish_batches`).

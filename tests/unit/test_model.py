@@ -11,7 +11,7 @@ import pytest
 from ser_core.frontends.features import FeatureSpec
 from ser_core.labels import EMOTIONS
 from ser_core.models.bundle import BUNDLED_MODEL_DIR, BundleError, load_bundle, save_bundle
-from ser_core.models.cnn import ModelConfig, TrainConfig, build_model, custom_layers, sample_weights, train_dataset
+from ser_core.models.cnn import ModelConfig, TrainConfig, build_model, custom_layers, sample_weights, streamed_train_dataset
 from ser_core.training.metrics import classification_report, utterance_probabilities
 
 SPEC = FeatureSpec()
@@ -60,7 +60,8 @@ def test_spec_augment_masks_only_in_training():
 def test_mixup_batches_blend_labels_and_keep_them_distributions():
     x = random_windows(16)
     y = np.eye(len(EMOTIONS), dtype=np.float32)[np.arange(16) % len(EMOTIONS)]
-    batch = next(iter(train_dataset(x, y, np.ones(16, np.float32), 8, TrainConfig(mixup_alpha=0.4))))
+    dataset = streamed_train_dataset(lambda: iter([(x[:8], y[:8], np.ones(8, np.float32))]), SPEC, TrainConfig(mixup_alpha=0.4))
+    batch = next(iter(dataset))
     labels = batch[1].numpy()
     np.testing.assert_allclose(labels.sum(axis=1), 1.0, atol=1e-5)
     assert ((labels > 0) & (labels < 1)).any()  # at least one blended label
