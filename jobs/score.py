@@ -119,9 +119,12 @@ class CallScorer:
     """Ray Data callable class: one :class:`~ser_core.scoring.scorer.CallScoring` per actor (the bundle loaded once),
     one call per input row, each piece of it one output row (column ``piece``, a typed value)."""
 
-    def __init__(self, bundle_files: dict[str, bytes], scoring: ScoringConfig, batch_size: int, threads: int = 1):
+    def __init__(self, bundle_files: dict[str, bytes], scoring: ScoringConfig, batch_size: int, roll=None, threads: int = 1):
+        import ray
         import tensorflow as tf
 
+        if roll is not None:  # every incarnation (a restart too) signs the run's roll, so the run can end it
+            roll.add.remote(ray.get_runtime_context().current_actor)
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self.scoring = CallScoring(load_bundle_files(bundle_files, "shipped by the driver"), scoring, batch_size)
@@ -132,6 +135,33 @@ class CallScorer:
                 column = np.empty(1, dtype=object)
                 column[0] = piece
                 yield {"piece": column}
+
+
+class ActorRoll:
+    """The scoring actors of one run (a Ray actor itself). Ray Data 2.60 lets go of its pool's actors by dropping
+    references, and an actor restarted after its worker died can outlive the run holding its CPU; the run ends
+    every actor on the roll itself."""
+
+    def __init__(self):
+        self.actors: set = set()
+
+    def add(self, actor) -> None:
+        self.actors.add(actor)
+
+    def members(self) -> list:
+        return list(self.actors)
+
+
+def end_actors(roll) -> None:
+    """Kill every actor on ``roll``, then the roll; a failure here is logged, never raised over the run's outcome."""
+    import ray
+
+    try:
+        for actor in ray.get(roll.members.remote(), timeout=30):
+            ray.kill(actor)
+        ray.kill(roll)
+    except Exception as err:  # the run's own result matters more than this clean-up
+        log.warning("could not end the scoring actors: %s", brief(err))
 
 
 # ---------------------------------------------------------------------------------------------- the job
@@ -212,18 +242,9 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
     log.info("scoring %d calls with %s", len(todo), summary.model_version)
     ensure_ray(config.ray_address, config.workers)
     workers = config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ray.data.DataContext.get_current().max_errored_blocks = config.max_crashed_calls
     retries = config.task_retries
-    dataset = ray.data.from_items([{"call_id": c.call_id, "uri": c.uri} for c in todo], override_num_blocks=len(todo))
-    scored = dataset.map_batches(
-        CallScorer,
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
-        num_cpus=1,
-        max_task_retries=retries,
-        max_restarts=(retries + 1) * (config.max_crashed_calls + 1) + workers,
-        fn_constructor_kwargs={"bundle_files": bundle_files, "scoring": config.scoring, "batch_size": config.batch_size},
-    )
+    roll = ray.remote(num_cpus=0)(ActorRoll).remote()
+    scored = _pipeline(config, todo, bundle_files, min(workers, len(todo)), roll)
     collector = CallCollector(todo)
     with tqdm(total=len(todo), unit="call", desc="score", disable=not config.progress) as bar:
         try:
@@ -241,12 +262,33 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
             summary.unfinished = len(collector.unfinished())
             log.error("scoring pipeline failed: %s", summary.pipeline_error)
             return
+        finally:
+            end_actors(roll)
     for call in collector.unfinished():  # their worker died on every attempt: the file itself is the suspect
         if call.uri in previous:
             summary.kept += 1
             log.error("scoring %s crashed its worker %d times; its earlier row is kept", call.uri, retries + 1)
         else:
             record(CallResult(call.call_id, call.uri, "error", f"the scoring worker died on this file {retries + 1} times"))
+
+
+def _pipeline(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict[str, bytes], actors: int, roll):
+    """The Ray Data pipeline: one block per call, ``actors`` scoring actors, each piece of a call one row."""
+    import ray
+
+    ray.data.DataContext.get_current().max_errored_blocks = config.max_crashed_calls
+    retries = config.task_retries
+    dataset = ray.data.from_items([{"call_id": c.call_id, "uri": c.uri} for c in todo], override_num_blocks=len(todo))
+    return dataset.map_batches(
+        CallScorer,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=1,
+        max_task_retries=retries,
+        max_restarts=(retries + 1) * (config.max_crashed_calls + 1) + actors,
+        fn_constructor_kwargs={"bundle_files": bundle_files, "scoring": config.scoring, "batch_size": config.batch_size,
+                               "roll": roll},
+    )
 
 
 @click.command("score")

@@ -209,6 +209,7 @@ def test_a_file_that_keeps_killing_its_worker_is_given_up_and_a_good_row_kept(bu
 
     first = poisoned()
     assert (first.ok, first.error, first.pipeline_error) == (0, 1, None) and len(killed) >= 2
+    assert cpus_come_back(local_ray), "a restarted scoring actor outlived the run"
     (row,) = rows(connect(str(out)), "SELECT call_id, status, error FROM calls")
     assert row == {"call_id": call_id, "status": "error", "error": "the scoring worker died on this file 2 times"}
 
@@ -218,6 +219,17 @@ def test_a_file_that_keeps_killing_its_worker_is_given_up_and_a_good_row_kept(bu
     forced = poisoned(force=True)
     assert (forced.ok, forced.error, forced.kept) == (0, 0, 1)
     assert snapshot(out) == before  # the good row stays
+    assert cpus_come_back(local_ray), "a restarted scoring actor outlived the run"
+
+
+def cpus_come_back(ray, timeout_s: float = 30.0) -> bool:
+    """Whether every CPU of the session's Ray is free again within ``timeout_s``."""
+    deadline = time.time() + timeout_s
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+        if time.time() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def test_ser_report_reads_committed_parts_while_force_replaces_them(three_days, bundle, tmp_path, local_ray):
