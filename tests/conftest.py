@@ -44,8 +44,9 @@ def start_local_ray(ray) -> None:
 
 @pytest.fixture(scope="module")
 def fresh_ray(local_ray):
-    """``local_ray`` restarted for a module that needs every CPU (Ray Train worker groups): an actor an earlier
-    module's failed job left behind (a Ray Data pool) would otherwise hold a CPU and starve the group forever."""
+    """``local_ray`` restarted for a module that needs every CPU (Ray Train worker groups), so that nothing an
+    earlier module left running can hold a CPU and starve the group (as restarted scoring actors did before
+    ``ser score`` ended its actors itself)."""
     local_ray.shutdown()
     start_local_ray(local_ray)
     yield local_ray
