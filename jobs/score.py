@@ -244,7 +244,7 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
     workers = config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     retries = config.task_retries
     roll = ray.remote(num_cpus=0)(ActorRoll).remote()
-    scored = _pipeline(config, todo, bundle_files, min(workers, len(todo)), roll)
+    scored = _pipeline(config, todo, bundle_files, workers, roll)
     collector = CallCollector(todo)
     with tqdm(total=len(todo), unit="call", desc="score", disable=not config.progress) as bar:
         try:
@@ -272,8 +272,8 @@ def _score_all(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict
             record(CallResult(call.call_id, call.uri, "error", f"the scoring worker died on this file {retries + 1} times"))
 
 
-def _pipeline(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict[str, bytes], actors: int, roll):
-    """The Ray Data pipeline: one block per call, ``actors`` scoring actors, each piece of a call one row."""
+def _pipeline(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict[str, bytes], workers: int, roll):
+    """The Ray Data pipeline: one block per call, up to ``workers`` scoring actors, each piece of a call one row."""
     import ray
 
     ray.data.DataContext.get_current().max_errored_blocks = config.max_crashed_calls
@@ -282,10 +282,10 @@ def _pipeline(config: ScoreJobConfig, todo: list[CallInput], bundle_files: dict[
     return dataset.map_batches(
         CallScorer,
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
         num_cpus=1,
         max_task_retries=retries,
-        max_restarts=(retries + 1) * (config.max_crashed_calls + 1) + actors,
+        max_restarts=(retries + 1) * (config.max_crashed_calls + 1) + workers,
         fn_constructor_kwargs={"bundle_files": bundle_files, "scoring": config.scoring, "batch_size": config.batch_size,
                                "roll": roll},
     )
