@@ -132,7 +132,7 @@ def encoder_truncated(data: bytes, layers: int) -> bytes:
     (version,) = struct.unpack_from("<I", data, 0)
     if version < 4:
         raise EncoderUnavailable(f"CTranslate2 binary version {version} is older than the layout this reads (4)")
-    dropped = re.compile(rf"^encoder/layer_(\d+)/")
+    dropped = re.compile(r"^encoder/layer_(\d+)/")
 
     def kept(name: str) -> bool:
         match = dropped.match(name)

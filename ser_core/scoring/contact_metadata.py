@@ -10,7 +10,6 @@ never an error. Without a ``queue`` from the file, a call's queue is the folder 
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -20,10 +19,10 @@ import pyarrow.parquet as pq
 from ser_core import storage
 from ser_core.errors import SerError
 from ser_core.reports.schema import CONTACT_FIELDS
+from ser_core.scoring.inputs import DAY_FOLDER
 
 KEYS = ("path", "call_id")
 TYPED = ("queue", *(name for name, _ in CONTACT_FIELDS))
-DAY_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
 NO_QUEUE = "(none)"
 
 

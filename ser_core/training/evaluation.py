@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ser_core.audio.decoding import AudioDecodeError, decode
+from ser_core.audio.decoding import decode
 from ser_core.corpora.manifest import Rejected, Utterance
 from ser_core.corpora.splits import ModelSplits
 from ser_core.frontends.features import FeatureSpec
@@ -23,6 +23,7 @@ from ser_core.frontends.windows import EncoderFrontend, FeatureFrontend
 from ser_core.labels import EMOTIONS
 from ser_core.models.bundle import ModelBundle, model_splits
 from ser_core.training.examples import CALL_COPY
+from ser_core.training.extraction import decoded_rows
 from ser_core.training.metrics import NO_SPEECH, grouped_reports, utterance_probabilities
 from ser_core.training.streaming import read_split, split_files
 
@@ -129,14 +130,12 @@ def evaluation_set(bundle: ModelBundle, utterances: list[Utterance], split: str)
 def featurize_utterances(utts: list[Utterance], frontend: FeatureFrontend | EncoderFrontend
                          ) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
     """Model windows of each utterance (decoded, no augmentation) and error rows for files that fail to decode."""
-    done, errors = [], []
-    for utt in utts:
-        try:
-            samples = decode(utt.uri, target_rate=frontend.spec.sample_rate, mono=True).samples[0]
-        except AudioDecodeError as err:
-            errors.append({"uri": utt.uri, "corpus": utt.corpus, "stage": "decode", "reason": err.reason})
-            continue
-        done.append((utt.utterance_id, frontend.utterance_windows(samples)[0]))
+
+    def windows_of(utt: Utterance) -> tuple[list[tuple[str, np.ndarray]], float]:
+        samples = decode(utt.uri, target_rate=frontend.spec.sample_rate, mono=True).samples[0]
+        return [(utt.utterance_id, frontend.utterance_windows(samples)[0])], len(samples) / frontend.spec.sample_rate
+
+    done, errors, _ = decoded_rows(utts, windows_of)
     return done, errors
 
 

@@ -86,8 +86,9 @@ class ExtractSummary:
     per_corpus: dict = field(default_factory=dict)
 
 
-def _rows_and_errors(utts: list[Utterance], rows_of: Callable[[Utterance], tuple[list[dict], float]]) -> tuple[list[dict], list[dict], float]:
-    """Every utterance's rows (``rows_of``), an error row for each that does not decode, and the seconds decoded."""
+def decoded_rows(utts: list[Utterance], rows_of: Callable[[Utterance], tuple[list, float]]) -> tuple[list, list[dict], float]:
+    """Every utterance's rows (``rows_of``: its rows and the seconds it decoded), an error row (:data:`ERRORS`) for
+    each that does not decode, and the seconds decoded."""
     rows: list[dict] = []
     errors: list[dict] = []
     seconds = 0.0
@@ -104,7 +105,7 @@ def _rows_and_errors(utts: list[Utterance], rows_of: Callable[[Utterance], tuple
 
 def featurize_shard(utts: list[Utterance], splits: dict[str, str], config: ExtractConfig, features_uri: str, errors_uri: str) -> float:
     """Featurize one shard and commit its feature and error files; return the seconds of audio decoded."""
-    rows, errors, seconds = _rows_and_errors(utts, lambda utt: featurize_utterance(utt, splits[utt.utterance_id], config))
+    rows, errors, seconds = decoded_rows(utts, lambda utt: featurize_utterance(utt, splits[utt.utterance_id], config))
     commit_shard(rows_to_table(rows, config.spec), errors, features_uri, errors_uri)
     return seconds
 
@@ -127,7 +128,7 @@ def embed_utterance(utt: Utterance, split: str, frontend: EncoderFrontend, confi
 def embed_shard(utts: list[Utterance], splits: dict[str, str], config: EmbedConfig, embeddings_uri: str, errors_uri: str) -> float:
     """Embed one shard (loading the encoder once) and commit its rows and error files; return the seconds of audio decoded."""
     frontend = EncoderFrontend(FeatureSpec(sample_rate=config.spec.sample_rate), config.spec, config.segmentation)
-    rows, errors, seconds = _rows_and_errors(utts, lambda utt: embed_utterance(utt, splits[utt.utterance_id], frontend, config))
+    rows, errors, seconds = decoded_rows(utts, lambda utt: embed_utterance(utt, splits[utt.utterance_id], frontend, config))
     commit_shard(pa.Table.from_pylist(rows, schema=embeddings_schema(config.spec.dim)), errors, embeddings_uri, errors_uri)
     return seconds
 

@@ -17,6 +17,7 @@ from ser_core.corpora.splits import HeldOutGroups
 from ser_core.errors import Refused
 from ser_core.frontends.embeddings import EmbeddingSpec
 from ser_core.frontends.features import FeatureSpec
+from ser_core.models.cards import corpus_names
 from ser_core.models.cnn import ModelConfig, TrainConfig
 from ser_core.models.head import HeadConfig
 from ser_core.models.provenance import git_revision
@@ -31,15 +32,6 @@ def source_name(folder: str) -> str:
     'features'
     """
     return folder.rstrip("/").split("/")[-1]
-
-
-def corpus_names(metadata: dict) -> list[str]:
-    """The names of the corpora an extraction or embedding read (its metadata pairs each with the path given).
-
-    >>> corpus_names({"corpora": [["ravdess", "/home/me/ravdess"], ["tess", "../tess"]]})
-    ['ravdess', 'tess']
-    """
-    return [name for name, _ in metadata["corpora"]]
 
 
 def provenance(model) -> dict:
